@@ -1,0 +1,5 @@
+"""topgun: a partition-aware data grid (server nodes, smart client) speaking the TopGun protocol."""
+
+from topgun.core.hashing import PARTITION_COUNT, partition_id
+
+__all__ = ["PARTITION_COUNT", "partition_id"]
