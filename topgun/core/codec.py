@@ -128,6 +128,7 @@ def _collect(obj: Any, out: list[Decoded], depth: int) -> None:
             try:
                 inner = unpack(chunk)
             except ProtocolError as exc:
+                exc.fatal = False  # the frame itself decoded; only this message is lost
                 out.append(exc)
                 continue
             _collect(inner, out, depth + 1)

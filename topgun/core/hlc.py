@@ -85,13 +85,13 @@ class HLC:
             self._counter += 1
         return Timestamp(self._millis, self._counter, self.node_id)
 
-    def check(self, remote: Timestamp) -> None:
+    def check(self, remote: Timestamp, wall: int | None = None) -> None:
         """Refuse a timestamp further ahead of our wall clock than ``max_drift_ms``.
 
         Accepting one would let a single write far in the future win every later write of
         its key, freezing it; the reference only logs a warning here.
         """
-        ahead = remote.millis - self._clock()
+        ahead = remote.millis - (self._clock() if wall is None else wall)
         if ahead > self.max_drift_ms:
             raise ClockSkewError(
                 f"timestamp is {ahead} ms ahead of this node's clock "
@@ -100,8 +100,8 @@ class HLC:
 
     def update(self, remote: Timestamp) -> None:
         """Fold a remote timestamp into the clock after checking its drift."""
-        self.check(remote)
         wall = self._clock()
+        self.check(remote, wall)
         m = max(self._millis, wall, remote.millis)
         if m == self._millis == remote.millis:
             counter = max(self._counter, remote.counter) + 1

@@ -86,14 +86,28 @@ class LWWMap:
             raise ValueError("None is reserved for removals: use remove()")
         if ttl_ms is not None and not 0 < ttl_ms <= MAX_TTL_MS:
             raise ValueError(f"ttl_ms must be in (0, {MAX_TTL_MS}]")
-        record = LWWRecord(value, hlc.now(), ttl_ms)
+        record = LWWRecord(value, self._stamp(key, hlc), ttl_ms)
         self._records[key] = record
         return record
 
     def remove(self, key: str, hlc: HLC) -> LWWRecord:
-        record = LWWRecord(None, hlc.now())
+        record = LWWRecord(None, self._stamp(key, hlc))
         self._records[key] = record
         return record
+
+    def _stamp(self, key: str, hlc: HLC) -> Timestamp:
+        """``hlc.now()``, moved past the key's stored record so that a local write wins.
+
+        ``merge`` takes no clock, so a merged record may be ahead of ``hlc``; the reference
+        folds it in at merge time (§5.7), we do it here. Raises ``ClockSkewError`` if that
+        record lies beyond the clock's allowed drift.
+        """
+        stamp = hlc.now()
+        current = self._records.get(key)
+        if current is not None and stamp <= current.timestamp:
+            hlc.update(current.timestamp)
+            stamp = hlc.now()
+        return stamp
 
     def get(self, key: str, now_ms: int) -> Any:
         record = self._records.get(key)

@@ -8,6 +8,7 @@ Node entries carry the client URL exactly as clients are told it (reference §6.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -134,8 +135,15 @@ class PartitionTable:
             raise ProtocolError("PARTITION_MAP version must be a non-negative integer")
         nodes = _nodes_from_wire(payload.get("nodes"))
         owners, backups = _partitions_from_wire(payload.get("partitions"))
+        count = payload.get("partitionCount")
+        if count is not None and (isinstance(count, bool) or count != len(owners)):
+            raise ProtocolError(
+                f"PARTITION_MAP partitionCount {count!r} but {len(owners)} partitions listed"
+            )
         generated = payload.get("generatedAt")
-        generated_ms = int(generated) if isinstance(generated, int | float) else 0
+        generated_ms = (
+            int(generated) if isinstance(generated, int | float) and math.isfinite(generated) else 0
+        )
         return cls(version, nodes, owners, backups, generated_ms)
 
 
@@ -203,7 +211,7 @@ def diff(old: PartitionTable | None, new: PartitionTable) -> list[PartitionChang
     if old is None:
         return [PartitionChange(p, None, o) for p, o in enumerate(new.owners)]
     return [
-        PartitionChange(p, old.owners[p], o)
+        PartitionChange(p, old.owners[p] if p < len(old.owners) else None, o)
         for p, o in enumerate(new.owners)
         if p >= len(old.owners) or old.owners[p] != o
     ]
