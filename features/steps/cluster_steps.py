@@ -1,0 +1,121 @@
+"""Steps that start clusters, take nodes away and look at what nodes hold."""
+
+import json
+
+import allure
+from allure_commons.types import AttachmentType
+from behave import given, then, when
+from hamcrest import assert_that, equal_to, is_not
+
+from topgun.core.hashing import partition_id
+from topgun.harness import eventually
+
+
+@given("a running cluster of {count:d} nodes")
+def start_cluster(context, count):
+    context.world.start_cluster(count)
+
+
+@given("a running cluster of {count:d} nodes that refuse writes for partitions they do not own")
+def start_refusing_cluster(context, count):
+    context.world.start_cluster(count, forward_writes=False)
+
+
+@given("a running single node")
+def start_single_node(context):
+    context.world.start_cluster(1)
+
+
+@given('the owner of "{key}" has been shut down')
+def owner_has_been_shut_down(context, key):
+    world = context.world
+    world.notes["former_owner"] = owner = world.cluster.owner_of(key)
+    world.cluster.shutdown(owner)
+
+
+@given("the node has been shut down")
+@when("the node has been shut down")
+def single_node_shut_down(context):
+    context.world.cluster.shutdown(context.world.cluster.order[0])
+
+
+@when("the node has been killed")
+def single_node_killed(context):
+    context.world.cluster.kill(context.world.cluster.order[0])
+
+
+@when("the node is started again at the same address")
+def single_node_restarted(context):
+    context.world.cluster.restart(context.world.cluster.order[0], same_address=True)
+
+
+@when("a third node joins the cluster")
+def third_node_joins(context):
+    cluster = context.world.cluster
+    cluster.start_node(f"node-{len(cluster.order) + 1}")
+    cluster.wait_until_formed(context.world.limit(10))
+
+
+def _holder(context, role, key):
+    world = context.world
+    table = world.cluster.any_table()
+    pid = partition_id(key)
+    if role.endswith("owner"):
+        node = table.owner(pid)
+    else:
+        backups = table.backups_of(pid)
+        assert_that(len(backups), is_not(equal_to(0)), f"partition {pid} has no backup")
+        node = backups[0]
+    if role.startswith("new"):
+        former = world.notes.get("former_owner")
+        assert_that(node, is_not(equal_to(former)), f"the {role} of {key!r} is still {former}")
+    return node
+
+
+def _assert_holds(context, node, map_name, key, value):
+    held = context.world.cluster.inspect(node, map_name, key)
+    record = held.get("record") or {}
+    assert_that(
+        record.get("value"),
+        equal_to(value),
+        f"{node} ({held.get('role')} of partition {held.get('partitionId')}) holds {record}",
+    )
+    return held
+
+
+def _attach_holdings(context, map_name, key):
+    holdings = context.world.cluster.holdings(map_name, key)
+    allure.attach(
+        json.dumps(holdings, indent=2, default=str),
+        name=f"what each node holds for {map_name}/{key}",
+        attachment_type=AttachmentType.JSON,
+    )
+
+
+@then('the {role:Role} of "{key}" holds {value:Json} in map "{map_name}"')
+def role_holds(context, role, key, value, map_name):
+    node = _holder(context, role, key)
+    _assert_holds(context, node, map_name, key, value)
+    _attach_holdings(context, map_name, key)
+
+
+@then('the {role:Role} of "{key}" holds {value:Json} in map "{map_name}" within {secs:g} seconds')
+def role_holds_within(context, role, key, value, map_name, secs):
+    eventually(
+        lambda: _assert_holds(context, _holder(context, role, key), map_name, key, value),
+        context.world.limit(secs),
+        f"the {role} of {key!r} holding {value}",
+    )
+    _attach_holdings(context, map_name, key)
+
+
+@then('the node holds {value:Json} under "{key}" in map "{map_name}"')
+def single_node_holds(context, value, key, map_name):
+    _assert_holds(context, context.world.cluster.order[0], map_name, key, value)
+
+
+@then('the owner of that key holds {value:Json} in map "{map_name}"')
+def owner_of_that_key_holds(context, value, map_name):
+    key = context.world.last_write.key
+    _assert_holds(context, context.world.cluster.owner_of(key), map_name, key, value)
+    _attach_holdings(context, map_name, key)

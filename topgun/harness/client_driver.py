@@ -1,0 +1,82 @@
+"""A :class:`~topgun.client.TopGunClient` driven from synchronous test code.
+
+The client lives on the harness's loop thread, like the embedded nodes; every call here
+hands work to that loop and waits for it with a stated limit. Reads of client state go
+through the loop too, because the client is not thread-safe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from topgun.client import ClusterConfig, MemoryStorage, TopGunClient
+from topgun.core.table import PartitionTable
+from topgun.harness.loop import LoopThread
+
+CALL_TIMEOUT_S = 10.0
+
+
+class ClientDriver:
+    def __init__(self, loop: LoopThread, client: TopGunClient) -> None:
+        self.loop = loop
+        self.client = client
+        self.state_history: list[str] = []
+
+    @classmethod
+    def for_cluster(
+        cls, loop: LoopThread, seeds: list[str], token: str, **options: Any
+    ) -> ClientDriver:
+        client = TopGunClient(cluster=ClusterConfig(seeds=seeds, **options), storage=MemoryStorage())
+        client.set_auth_token(token)
+        return cls(loop, client)
+
+    @classmethod
+    def for_server(cls, loop: LoopThread, url: str, token: str) -> ClientDriver:
+        client = TopGunClient(server_url=url, storage=MemoryStorage())
+        client.set_auth_token(token)
+        return cls(loop, client)
+
+    def start(self, within: float) -> None:
+        self.loop.run(self.client.start(timeout=within), within + CALL_TIMEOUT_S)
+
+    def write(self, map_name: str, key: str, value: Any) -> None:
+        self.loop.call(lambda: self.client.get_map(map_name).set(key, value))
+
+    def read_local(self, map_name: str, key: str) -> Any:
+        return self.loop.call(lambda: self.client.get_map(map_name).get(key))
+
+    def flush(self, within: float) -> None:
+        self.loop.run(self.client.flush(timeout=within), within + CALL_TIMEOUT_S)
+
+    def pending(self) -> int:
+        return int(self.loop.call(self.client.pending_count))
+
+    def read_from_cluster(self, map_name: str, key: str, within: float) -> Any:
+        """The value the cluster answers for ``key`` (a query with a key filter)."""
+        rows = self.loop.run(
+            self.client.query(map_name, where={"_key": key}, timeout=within),
+            within + CALL_TIMEOUT_S,
+        )
+        return rows.get(key)
+
+    def metrics(self) -> dict[str, int] | None:
+        return self.loop.call(self.client.get_routing_metrics)  # type: ignore[no-any-return]
+
+    def cluster_stats(self) -> dict[str, Any] | None:
+        return self.loop.call(self.client.get_cluster_stats)  # type: ignore[no-any-return]
+
+    def table(self) -> PartitionTable | None:
+        return self.loop.call(self.client.get_partition_table)  # type: ignore[no-any-return]
+
+    def routing_active(self) -> bool:
+        return bool(self.loop.call(self.client.is_routing_active))
+
+    def states(self) -> dict[str, str]:
+        return dict(self.loop.call(self.client.get_connection_states))
+
+    def state_histories(self) -> dict[str, list[str]]:
+        """Each connection's states so far, starting from DISCONNECTED."""
+        return dict(self.loop.call(self.client.get_connection_history))
+
+    def close(self) -> None:
+        self.loop.run(self.client.close(), CALL_TIMEOUT_S)

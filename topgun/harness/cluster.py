@@ -1,0 +1,381 @@
+"""Local clusters for tests and demos: in-process nodes or ``topgun node`` processes.
+
+Both controllers answer the same questions (who owns a key, what does a node hold, which
+table does it serve) and do the same things to nodes (start, shut down, kill, restart),
+so a feature file passes against either unchanged. In-process inspection reads the node
+directly; process inspection goes through the node's admin HTTP routes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from topgun.core.hashing import partition_id
+from topgun.core.table import PartitionTable
+from topgun.harness.loop import LoopThread
+from topgun.harness.waiting import eventually
+from topgun.server.auth import make_token
+
+DEFAULT_SECRET = "topgun-harness-secret"
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 10.0
+
+
+class ClusterError(RuntimeError):
+    """The harness could not do what a step asked of the cluster."""
+
+
+@dataclass
+class ClusterSettings:
+    jwt_secret: str = DEFAULT_SECRET
+    cluster_secret: str = DEFAULT_SECRET
+    node_options: dict[str, Any] = field(default_factory=dict)
+
+
+class ClusterController(ABC):
+    """What a test can do to a local cluster, whatever runs its nodes."""
+
+    mode: str
+
+    def __init__(self, settings: ClusterSettings | None = None) -> None:
+        self.settings = settings or ClusterSettings()
+        self.order: list[str] = []
+        self.down: set[str] = set()
+        self._admin_token = make_token(self.settings.jwt_secret, sub="harness", roles=["ADMIN"])
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self, count: int, prefix: str = "node") -> list[str]:
+        """Start ``count`` nodes named ``prefix-1`` … and wait until they agree on a table."""
+        for i in range(1, count + 1):
+            self.start_node(f"{prefix}-{i}")
+        return list(self.order)
+
+    def start_node(self, node_id: str) -> None:
+        peers = [self.cluster_address(n) for n in self.live_nodes()]
+        self._launch(node_id, peers)
+        if node_id not in self.order:
+            self.order.append(node_id)
+        self.down.discard(node_id)
+
+    def shutdown(self, node_id: str) -> None:
+        self._require_live(node_id)
+        self._stop(node_id, graceful=True)
+        self.down.add(node_id)
+
+    def kill(self, node_id: str) -> None:
+        self._require_live(node_id)
+        self._stop(node_id, graceful=False)
+        self.down.add(node_id)
+
+    def restart(self, node_id: str) -> None:
+        if node_id not in self.down:
+            raise ClusterError(f"{node_id} is running; stop it before restarting it")
+        self.start_node(node_id)
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # --- questions ---------------------------------------------------------------------
+
+    def live_nodes(self) -> list[str]:
+        return [n for n in self.order if n not in self.down]
+
+    def seeds(self) -> list[str]:
+        return [self.client_url(n) for n in self.live_nodes()]
+
+    def admin_token(self) -> str:
+        return self._admin_token
+
+    def token(self, subject: str = "test-user", roles: tuple[str, ...] = ("USER",)) -> str:
+        return make_token(self.settings.jwt_secret, sub=subject, roles=list(roles))
+
+    def wait_until_formed(self, within: float) -> PartitionTable:
+        """Every live node sees exactly the live nodes and serves one and the same table."""
+        live = sorted(self.live_nodes())
+
+        def formed() -> PartitionTable:
+            tables = {}
+            for node in live:
+                members = sorted(self.members(node))
+                assert members == live, f"{node} sees members {members}, expected {live}"
+                table = self.table(node)
+                assert table is not None, f"{node} has no partition table yet"
+                assert sorted(table.node_ids()) == live, (
+                    f"{node} serves table v{table.version} over {sorted(table.node_ids())}"
+                )
+                tables[node] = table
+            versions = {t.version for t in tables.values()}
+            assert len(versions) == 1, f"nodes serve different table versions {versions}"
+            return next(iter(tables.values()))
+
+        return eventually(formed, within, "a cluster of " + ", ".join(live))
+
+    def any_table(self) -> PartitionTable:
+        for node in self.live_nodes():
+            table = self.table(node)
+            if table is not None:
+                return table
+        raise ClusterError("no live node serves a partition table")
+
+    def owner_of(self, key: str) -> str:
+        return self.any_table().owner(partition_id(key))
+
+    def backups_of(self, key: str) -> tuple[str, ...]:
+        return self.any_table().backups_of(partition_id(key))
+
+    def holdings(self, map_name: str, key: str) -> dict[str, dict[str, Any]]:
+        """What every live node holds for one key (evidence for reports)."""
+        return {n: self.inspect(n, map_name, key) for n in self.live_nodes()}
+
+    def _require_live(self, node_id: str) -> None:
+        if node_id not in self.live_nodes():
+            raise ClusterError(f"{node_id} is not running (running: {self.live_nodes()})")
+
+    @abstractmethod
+    def _launch(self, node_id: str, peers: list[str]) -> None: ...
+
+    @abstractmethod
+    def _stop(self, node_id: str, *, graceful: bool) -> None: ...
+
+    @abstractmethod
+    def client_url(self, node_id: str) -> str: ...
+
+    @abstractmethod
+    def cluster_address(self, node_id: str) -> str: ...
+
+    @abstractmethod
+    def members(self, node_id: str) -> list[str]: ...
+
+    @abstractmethod
+    def table(self, node_id: str) -> PartitionTable | None: ...
+
+    @abstractmethod
+    def inspect(self, node_id: str, map_name: str, key: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def logs(self, node_id: str) -> str: ...
+
+
+# --- in-process nodes -----------------------------------------------------------------
+
+
+class _NodeLogBuffer(logging.Handler):
+    """Keeps the last log lines of each embedded node, for reports of failed scenarios."""
+
+    def __init__(self, capacity: int = 2000) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: dict[str, deque[str]] = {}
+        self.capacity = capacity
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        node = getattr(record, "node_id", None) or "-"
+        self.lines.setdefault(node, deque(maxlen=self.capacity)).append(self.format(record))
+
+
+class EmbeddedCluster(ClusterController):
+    """Nodes as :class:`~topgun.server.ServerNode` objects on the harness's event loop."""
+
+    mode = "embedded"
+
+    def __init__(self, loop: LoopThread, settings: ClusterSettings | None = None) -> None:
+        super().__init__(settings)
+        self.loop = loop
+        self.nodes: dict[str, Any] = {}
+        self._logs = _NodeLogBuffer()
+        self._logger = logging.getLogger("topgun")
+        self._logger.addHandler(self._logs)
+        if self._logger.level == logging.NOTSET or self._logger.level > logging.INFO:
+            self._logger.setLevel(logging.INFO)
+
+    def _launch(self, node_id: str, peers: list[str]) -> None:
+        from topgun.server import NodeConfig, ServerNode
+
+        config = NodeConfig(
+            node_id=node_id,
+            host="127.0.0.1",
+            port=0,
+            cluster_port=0,
+            peers=peers,
+            jwt_secret=self.settings.jwt_secret,
+            cluster_secret=self.settings.cluster_secret,
+            **self.settings.node_options,
+        )
+        node = ServerNode(config)
+        self.loop.run(node.start(), START_TIMEOUT_S)
+        self.nodes[node_id] = node
+
+    def _stop(self, node_id: str, *, graceful: bool) -> None:
+        node = self.nodes[node_id]
+        self.loop.run(node.shutdown() if graceful else node.kill(), STOP_TIMEOUT_S)
+
+    def client_url(self, node_id: str) -> str:
+        return str(self.nodes[node_id].client_url)
+
+    def cluster_address(self, node_id: str) -> str:
+        return str(self.nodes[node_id].cluster_address)
+
+    def members(self, node_id: str) -> list[str]:
+        return list(self.loop.call(self.nodes[node_id].members))
+
+    def table(self, node_id: str) -> PartitionTable | None:
+        return self.loop.call(lambda: self.nodes[node_id].table)  # type: ignore[no-any-return]
+
+    def inspect(self, node_id: str, map_name: str, key: str) -> dict[str, Any]:
+        return dict(self.loop.call(self.nodes[node_id].inspect, map_name, key))
+
+    def logs(self, node_id: str) -> str:
+        return "\n".join(self._logs.lines.get(node_id, ()))
+
+    def close(self) -> None:
+        for node_id in self.live_nodes():
+            try:
+                self._stop(node_id, graceful=False)
+            except Exception:  # a node that fails to stop must not keep others running
+                logging.getLogger(__name__).exception("could not stop %s", node_id)
+            self.down.add(node_id)
+        self._logger.removeHandler(self._logs)
+
+
+# --- OS processes ---------------------------------------------------------------------
+
+
+@dataclass
+class _Process:
+    popen: subprocess.Popen[str]
+    client_url: str
+    cluster_address: str
+    log_path: Path
+
+
+class ProcessCluster(ClusterController):
+    """Nodes as ``topgun node`` OS processes; killing one is SIGKILL, stopping SIGTERM."""
+
+    mode = "processes"
+
+    def __init__(self, settings: ClusterSettings | None = None) -> None:
+        super().__init__(settings)
+        self.procs: dict[str, _Process] = {}
+        self.log_dir = Path(tempfile.mkdtemp(prefix="topgun-nodes-"))
+
+    def _command(self, node_id: str, peers: list[str]) -> list[str]:
+        cmd = [sys.executable, "-m", "topgun", "node", "--node-id", node_id]
+        cmd += ["--host", "127.0.0.1", "--port", "0", "--cluster-port", "0"]
+        cmd += ["--jwt-secret", self.settings.jwt_secret]
+        cmd += ["--cluster-secret", self.settings.cluster_secret]
+        for peer in peers:
+            cmd += ["--peer", peer]
+        for name, value in self.settings.node_options.items():
+            cmd += ["--" + name.replace("_", "-"), str(value)]
+        return cmd
+
+    def _launch(self, node_id: str, peers: list[str]) -> None:
+        log_path = self.log_dir / f"{node_id}.log"
+        log = log_path.open("a", encoding="utf-8")
+        popen = subprocess.Popen(
+            self._command(node_id, peers),
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        ready = _read_ready_line(popen, START_TIMEOUT_S)
+        if ready is None:
+            popen.kill()
+            popen.wait(STOP_TIMEOUT_S)
+            raise ClusterError(f"{node_id} did not print READY within {START_TIMEOUT_S} s; "
+                               f"log:\n{log_path.read_text(encoding='utf-8')[-4000:]}")
+        self.procs[node_id] = _Process(
+            popen, ready["clientUrl"], ready["clusterAddress"], log_path
+        )
+
+    def _stop(self, node_id: str, *, graceful: bool) -> None:
+        proc = self.procs[node_id].popen
+        proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(STOP_TIMEOUT_S)
+            raise ClusterError(f"{node_id} ignored SIGTERM for {STOP_TIMEOUT_S} s") from None
+
+    def client_url(self, node_id: str) -> str:
+        return self.procs[node_id].client_url
+
+    def cluster_address(self, node_id: str) -> str:
+        return self.procs[node_id].cluster_address
+
+    def _http(self, node_id: str, path: str) -> Any:
+        url = self.client_url(node_id).replace("ws://", "http://", 1) + path
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self._admin_token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return json.loads(response.read().decode("utf-8"))
+        except (urllib.error.URLError, OSError) as exc:
+            raise AssertionError(f"{node_id} did not answer {path}: {exc}") from exc
+
+    def members(self, node_id: str) -> list[str]:
+        return list(self._http(node_id, "/health")["members"])
+
+    def table(self, node_id: str) -> PartitionTable | None:
+        payload = self._http(node_id, "/admin/partitions")
+        return None if payload is None else PartitionTable.from_wire(payload)
+
+    def inspect(self, node_id: str, map_name: str, key: str) -> dict[str, Any]:
+        from urllib.parse import quote
+
+        return dict(self._http(node_id, f"/admin/maps/{quote(map_name, safe='')}/{quote(key, safe='')}"))
+
+    def logs(self, node_id: str) -> str:
+        proc = self.procs.get(node_id)
+        return proc.log_path.read_text(encoding="utf-8", errors="replace") if proc else ""
+
+    def close(self) -> None:
+        for node_id, proc in self.procs.items():
+            if proc.popen.poll() is None:
+                proc.popen.kill()
+                proc.popen.wait(STOP_TIMEOUT_S)
+            self.down.add(node_id)
+        for proc in self.procs.values():
+            if proc.popen.stdout is not None:
+                proc.popen.stdout.close()
+
+
+def _read_ready_line(popen: subprocess.Popen[str], within: float) -> dict[str, Any] | None:
+    """Wait at most ``within`` seconds for the node's ``READY {json}`` line."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert popen.stdout is not None
+        for line in popen.stdout:  # keep draining so a chatty node never blocks on a full pipe
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        while True:
+            line = lines.get(timeout=within)
+            if line is None:
+                return None
+            if line.startswith("READY "):
+                return dict(json.loads(line[len("READY ") :]))
+    except queue.Empty:
+        return None
