@@ -49,14 +49,14 @@ def _attach_evidence(world):
     for driver in world.clients:
         try:
             allure.attach(
-                json.dumps(
-                    {"connections": driver.states(), "routing": driver.metrics()}, indent=2
-                ),
+                json.dumps({"connections": driver.states(), "routing": driver.metrics()}, indent=2),
                 name="client state at failure",
                 attachment_type=AttachmentType.JSON,
             )
         except Exception as exc:  # evidence is best effort; the failure itself is reported
-            allure.attach(repr(exc), name="client state unavailable", attachment_type=AttachmentType.TEXT)
+            allure.attach(
+                repr(exc), name="client state unavailable", attachment_type=AttachmentType.TEXT
+            )
     for cluster in world.clusters:
         for node in cluster.order:
             allure.attach(

@@ -7,7 +7,6 @@ from allure_commons.types import AttachmentType
 from behave import given, then, when
 from hamcrest import (
     assert_that,
-    calling,
     equal_to,
     greater_than,
     greater_than_or_equal_to,
@@ -15,11 +14,9 @@ from hamcrest import (
     is_,
     is_not,
     none,
-    raises,
 )
 
 from topgun.client.errors import AuthError
-from topgun.core.hashing import PARTITION_COUNT
 from topgun.harness import eventually
 from topgun.harness.client_driver import ClientDriver
 from topgun.harness.world import LastWrite
@@ -50,7 +47,7 @@ def cluster_client(context, count, user):
 
 
 @given(
-    'a cluster-mode client without smart routing that knows all {count:d} nodes '
+    "a cluster-mode client without smart routing that knows all {count:d} nodes "
     'and signs in as "{user}"'
 )
 def cluster_client_without_smart_routing(context, count, user):
@@ -138,8 +135,11 @@ def same_map_as_nodes(context):
         assert_that(mine.backups, equal_to(theirs.backups), f"backups at client vs {node}")
     endpoints = {n.node_id: n.websocket for n in mine.nodes}
     for node in world.cluster.live_nodes():
-        assert_that(endpoints.get(node), equal_to(world.cluster.client_url(node)),
-                    f"the address the map gives for {node}")
+        assert_that(
+            endpoints.get(node),
+            equal_to(world.cluster.client_url(node)),
+            f"the address the map gives for {node}",
+        )
 
 
 @then("smart routing is active")
@@ -153,7 +153,9 @@ def map_without_former_owner(context, secs):
 
     def without_former():
         table = context.world.client.table()
-        assert_that(former in table.node_ids(), is_(False), f"map v{table.version} still lists {former}")
+        assert_that(
+            former in table.node_ids(), is_(False), f"map v{table.version} still lists {former}"
+        )
 
     eventually(without_former, context.world.limit(secs), f"a map without {former}")
 
@@ -201,7 +203,9 @@ def client_has_written(context, value, key, map_name):
     context.world.client.flush(context.world.limit(2))
 
 
-@when('the client writes {value:Json} to a key that its first node does not own, in map "{map_name}"')
+@when(
+    'the client writes {value:Json} to a key that its first node does not own, in map "{map_name}"'
+)
 def write_to_key_not_owned_by_first(context, value, map_name):
     world = context.world
     first = world.cluster.order[0]
@@ -220,12 +224,17 @@ def _write_while_departing(context, how, key, value, map_name):
     )
 
 
-@when('the owner of "{key}" is shut down while the client writes {value:Json} to it in map "{map_name}"')
+@when(
+    'the owner of "{key}" is shut down while the client writes {value:Json} '
+    'to it in map "{map_name}"'
+)
 def owner_shut_down_during_write(context, key, value, map_name):
     _write_while_departing(context, "shut down", key, value, map_name)
 
 
-@when('the owner of "{key}" is killed while the client writes {value:Json} to it in map "{map_name}"')
+@when(
+    'the owner of "{key}" is killed while the client writes {value:Json} to it in map "{map_name}"'
+)
 def owner_killed_during_write(context, key, value, map_name):
     _write_while_departing(context, "killed", key, value, map_name)
 
@@ -246,7 +255,10 @@ def client_reads_locally(context, value, key, map_name):
     assert_that(context.world.client.read_local(map_name, key), equal_to(value), "local read")
 
 
-@then('reading "{key}" from map "{map_name}" on the cluster gives {value:Json} within {secs:g} seconds')
+@then(
+    'reading "{key}" from map "{map_name}" on the cluster gives {value:Json} '
+    "within {secs:g} seconds"
+)
 def read_back_from_cluster(context, key, map_name, value, secs):
     driver = context.world.client
 
@@ -272,15 +284,21 @@ def _metrics_delta(context):
 @then("the write went by fallback routing")
 def write_went_by_fallback(context):
     delta = _metrics_delta(context)
-    assert_that(delta["fallback_routes"], greater_than_or_equal_to(1), f"routing since the write {delta}")
+    assert_that(
+        delta["fallback_routes"], greater_than_or_equal_to(1), f"routing since the write {delta}"
+    )
 
 
 @then('the write went directly to the new owner of "{key}"')
 def write_went_direct(context, key):
     world = context.world
     delta = _metrics_delta(context)
-    assert_that(delta["direct_routes"], greater_than_or_equal_to(1), f"routing since the write {delta}")
+    assert_that(
+        delta["direct_routes"], greater_than_or_equal_to(1), f"routing since the write {delta}"
+    )
     assert_that(delta["fallback_routes"], equal_to(0), f"routing since the write {delta}")
     new_owner = world.client.table().owner_of_key(key)
-    assert_that(new_owner, is_not(equal_to(world.notes["former_owner"])), "owner in the client's map")
+    assert_that(
+        new_owner, is_not(equal_to(world.notes["former_owner"])), "owner in the client's map"
+    )
     assert_that(new_owner, equal_to(world.cluster.owner_of(key)), "client's owner vs the cluster's")

@@ -19,8 +19,13 @@ COUNTERS = {
     "map refresh": "map_refreshes",
 }
 _ITEM = re.compile(r"^(no|at least \d+|\d+) (.+?)$")
-_PLURALS = (("routes in total", "route in total"), ("misses", "miss"), ("retries", "retry"),
-            ("refreshes", "refresh"), ("routes", "route"))
+_PLURALS = (
+    ("routes in total", "route in total"),
+    ("misses", "miss"),
+    ("retries", "retry"),
+    ("refreshes", "refresh"),
+    ("routes", "route"),
+)
 
 
 class ManualClock:
@@ -54,9 +59,13 @@ def routing_metrics_show(context, expectation):
         amount, counter = match.group(1), _counter_name(match.group(2))
         actual = metrics[counter]
         if amount.startswith("at least"):
-            assert_that(actual, greater_than_or_equal_to(int(amount.split()[-1])), f"{counter} in {metrics}")
+            assert_that(
+                actual, greater_than_or_equal_to(int(amount.split()[-1])), f"{counter} in {metrics}"
+            )
         else:
-            assert_that(actual, equal_to(0 if amount == "no" else int(amount)), f"{counter} in {metrics}")
+            assert_that(
+                actual, equal_to(0 if amount == "no" else int(amount)), f"{counter} in {metrics}"
+            )
 
 
 # --- partition ids ----------------------------------------------------------------------
@@ -71,7 +80,9 @@ def key_belongs_to_partition(context, key, pid, count):
 # --- circuit breaker --------------------------------------------------------------------
 
 
-@given("a circuit breaker that opens after {failures:d} failures and retries after {secs:g} seconds")
+@given(
+    "a circuit breaker that opens after {failures:d} failures and retries after {secs:g} seconds"
+)
 def circuit_breaker(context, failures, secs):
     clock = ManualClock()
     context.world.notes["clock"] = clock
@@ -136,7 +147,7 @@ def router_holds_map(context, a, b, c):
     assert_that(router.update_table(_table(5, [a, b, c])), is_(True), "router took the map")
 
 
-@given("the router's connections to \"{a}\", \"{b}\" and \"{c}\" are up")
+@given('the router\'s connections to "{a}", "{b}" and "{c}" are up')
 def router_connections_up(context, a, b, c):
     context.world.notes["usable"] = [a, b, c]
 

@@ -26,7 +26,9 @@ class ClientDriver:
     def for_cluster(
         cls, loop: LoopThread, seeds: list[str], token: str, **options: Any
     ) -> ClientDriver:
-        client = TopGunClient(cluster=ClusterConfig(seeds=seeds, **options), storage=MemoryStorage())
+        client = TopGunClient(
+            cluster=ClusterConfig(seeds=seeds, **options), storage=MemoryStorage()
+        )
         client.set_auth_token(token)
         return cls(loop, client)
 

@@ -66,9 +66,10 @@ class ClusterController(ABC):
             self.start_node(f"{prefix}-{i}")
         return list(self.order)
 
-    def start_node(self, node_id: str) -> None:
-        peers = [self.cluster_address(n) for n in self.live_nodes()]
-        self._launch(node_id, peers)
+    def start_node(self, node_id: str, ports: tuple[int, int] = (0, 0)) -> None:
+        """Start one node; ``ports`` (client, cluster) 0 lets the OS choose."""
+        peers = [self.cluster_address(n) for n in self.live_nodes() if n != node_id]
+        self._launch(node_id, peers, ports)
         if node_id not in self.order:
             self.order.append(node_id)
         self.down.discard(node_id)
@@ -83,10 +84,16 @@ class ClusterController(ABC):
         self._stop(node_id, graceful=False)
         self.down.add(node_id)
 
-    def restart(self, node_id: str) -> None:
+    def restart(self, node_id: str, *, same_address: bool = False) -> None:
+        """Start a stopped node again, on new ports or on the ones it had."""
         if node_id not in self.down:
             raise ClusterError(f"{node_id} is running; stop it before restarting it")
-        self.start_node(node_id)
+        ports = (0, 0)
+        if same_address:
+            client_port = int(self.client_url(node_id).rsplit(":", 1)[1])
+            cluster_port = int(self.cluster_address(node_id).rsplit(":", 1)[1])
+            ports = (client_port, cluster_port)
+        self.start_node(node_id, ports)
 
     @abstractmethod
     def close(self) -> None: ...
@@ -148,7 +155,7 @@ class ClusterController(ABC):
             raise ClusterError(f"{node_id} is not running (running: {self.live_nodes()})")
 
     @abstractmethod
-    def _launch(self, node_id: str, peers: list[str]) -> None: ...
+    def _launch(self, node_id: str, peers: list[str], ports: tuple[int, int]) -> None: ...
 
     @abstractmethod
     def _stop(self, node_id: str, *, graceful: bool) -> None: ...
@@ -204,14 +211,14 @@ class EmbeddedCluster(ClusterController):
         if self._logger.level == logging.NOTSET or self._logger.level > logging.INFO:
             self._logger.setLevel(logging.INFO)
 
-    def _launch(self, node_id: str, peers: list[str]) -> None:
+    def _launch(self, node_id: str, peers: list[str], ports: tuple[int, int]) -> None:
         from topgun.server import NodeConfig, ServerNode
 
         config = NodeConfig(
             node_id=node_id,
             host="127.0.0.1",
-            port=0,
-            cluster_port=0,
+            port=ports[0],
+            cluster_port=ports[1],
             peers=peers,
             jwt_secret=self.settings.jwt_secret,
             cluster_secret=self.settings.cluster_secret,
@@ -274,9 +281,9 @@ class ProcessCluster(ClusterController):
         self.procs: dict[str, _Process] = {}
         self.log_dir = Path(tempfile.mkdtemp(prefix="topgun-nodes-"))
 
-    def _command(self, node_id: str, peers: list[str]) -> list[str]:
+    def _command(self, node_id: str, peers: list[str], ports: tuple[int, int]) -> list[str]:
         cmd = [sys.executable, "-m", "topgun", "node", "--node-id", node_id]
-        cmd += ["--host", "127.0.0.1", "--port", "0", "--cluster-port", "0"]
+        cmd += ["--host", "127.0.0.1", "--port", str(ports[0]), "--cluster-port", str(ports[1])]
         cmd += ["--jwt-secret", self.settings.jwt_secret]
         cmd += ["--cluster-secret", self.settings.cluster_secret]
         for peer in peers:
@@ -285,11 +292,11 @@ class ProcessCluster(ClusterController):
             cmd += ["--" + name.replace("_", "-"), str(value)]
         return cmd
 
-    def _launch(self, node_id: str, peers: list[str]) -> None:
+    def _launch(self, node_id: str, peers: list[str], ports: tuple[int, int]) -> None:
         log_path = self.log_dir / f"{node_id}.log"
         log = log_path.open("a", encoding="utf-8")
         popen = subprocess.Popen(
-            self._command(node_id, peers),
+            self._command(node_id, peers, ports),
             stdout=subprocess.PIPE,
             stderr=log,
             stdin=subprocess.DEVNULL,
@@ -301,11 +308,11 @@ class ProcessCluster(ClusterController):
         if ready is None:
             popen.kill()
             popen.wait(STOP_TIMEOUT_S)
-            raise ClusterError(f"{node_id} did not print READY within {START_TIMEOUT_S} s; "
-                               f"log:\n{log_path.read_text(encoding='utf-8')[-4000:]}")
-        self.procs[node_id] = _Process(
-            popen, ready["clientUrl"], ready["clusterAddress"], log_path
-        )
+            raise ClusterError(
+                f"{node_id} did not print READY within {START_TIMEOUT_S} s; "
+                f"log:\n{log_path.read_text(encoding='utf-8')[-4000:]}"
+            )
+        self.procs[node_id] = _Process(popen, ready["clientUrl"], ready["clusterAddress"], log_path)
 
     def _stop(self, node_id: str, *, graceful: bool) -> None:
         proc = self.procs[node_id].popen
@@ -325,7 +332,9 @@ class ProcessCluster(ClusterController):
 
     def _http(self, node_id: str, path: str) -> Any:
         url = self.client_url(node_id).replace("ws://", "http://", 1) + path
-        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self._admin_token}"})
+        request = urllib.request.Request(
+            url, headers={"Authorization": f"Bearer {self._admin_token}"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 return json.loads(response.read().decode("utf-8"))
@@ -342,7 +351,9 @@ class ProcessCluster(ClusterController):
     def inspect(self, node_id: str, map_name: str, key: str) -> dict[str, Any]:
         from urllib.parse import quote
 
-        return dict(self._http(node_id, f"/admin/maps/{quote(map_name, safe='')}/{quote(key, safe='')}"))
+        return dict(
+            self._http(node_id, f"/admin/maps/{quote(map_name, safe='')}/{quote(key, safe='')}")
+        )
 
     def logs(self, node_id: str) -> str:
         proc = self.procs.get(node_id)

@@ -67,7 +67,9 @@ class World:
     def start_cluster(self, count: int, **node_options: Any) -> ClusterController:
         settings = ClusterSettings(node_options=node_options)
         cluster: ClusterController = (
-            EmbeddedCluster(self.loop, settings) if self.mode == "embedded" else ProcessCluster(settings)
+            EmbeddedCluster(self.loop, settings)
+            if self.mode == "embedded"
+            else ProcessCluster(settings)
         )
         self.clusters.append(cluster)
         cluster.start(count)

@@ -1,0 +1,97 @@
+"""The map handle: an LWW map whose writes apply locally at once and queue for the server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from topgun.core.errors import ClockSkewError, ProtocolError
+from topgun.core.hlc import HLC
+from topgun.core.messages import OP_PUT, OP_REMOVE
+from topgun.core.records import LWWMap, LWWRecord
+
+if TYPE_CHECKING:
+    from topgun.client.storage import Storage
+    from topgun.client.sync_engine import SyncEngine
+
+
+class TopGunMap:
+    """Offline-first: ``set``/``remove`` work before ``start()`` and while disconnected; the
+    op is persisted in the op log and sent when a connection is authenticated."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        hlc: HLC,
+        storage: Storage,
+        engine: SyncEngine,
+        wall_ms: Callable[[], int],
+        on_write: Callable[[], None],
+    ) -> None:
+        self.name = name
+        self._hlc = hlc
+        self._storage = storage
+        self._engine = engine
+        self._wall_ms = wall_ms
+        self._on_write = on_write
+        self._map = LWWMap()
+        for key, raw in storage.records(name):
+            try:
+                self.merge(key, LWWRecord.from_wire(raw), persist=False)
+            except ProtocolError:
+                continue
+
+    def set(self, key: str, value: Any, ttl_ms: int | None = None) -> LWWRecord:
+        """Write ``value`` (not None: use ``remove``) under ``key``; returns the record."""
+        self._check_key(key)
+        record = self._map.set(key, value, self._hlc, ttl_ms)
+        self._write(key, OP_PUT, record)
+        return record
+
+    def remove(self, key: str) -> LWWRecord:
+        """Remove ``key`` (an LWW tombstone, replicated like any write)."""
+        self._check_key(key)
+        record = self._map.remove(key, self._hlc)
+        self._write(key, OP_REMOVE, record)
+        return record
+
+    def get(self, key: str) -> Any:
+        """The local value, None when absent, removed or expired."""
+        return self._map.get(key, self._wall_ms())
+
+    def record(self, key: str) -> LWWRecord | None:
+        return self._map.record(key)
+
+    def entries(self) -> dict[str, Any]:
+        return dict(self._map.live_items(self._wall_ms()))
+
+    def keys(self) -> list[str]:
+        return list(self.entries())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def __len__(self) -> int:
+        return len(self.entries())
+
+    def merge(self, key: str, record: LWWRecord, *, persist: bool = True) -> bool:
+        """Merge a record from the server (LWW); folds its timestamp into the clock first."""
+        try:
+            self._hlc.update(record.timestamp)
+        except ClockSkewError:
+            return False  # a timestamp far in the future would freeze the key: refuse it
+        accepted = self._map.merge(key, record)
+        if accepted and persist:
+            self._storage.put_record(self.name, key, record.to_wire())
+        return accepted
+
+    def _write(self, key: str, op_type: str, record: LWWRecord) -> None:
+        self._storage.put_record(self.name, key, record.to_wire())
+        self._engine.record(self.name, key, op_type, record)
+        self._on_write()
+
+    @staticmethod
+    def _check_key(key: str) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"map keys are strings, got {type(key).__name__}")

@@ -1,0 +1,395 @@
+"""The sync engine: the op log, per-node batches, per-op acknowledgements and retries.
+
+Transport-agnostic and synchronous: it is driven by the client (or by tests) through
+``record`` / ``sync`` / ``on_ack`` / ``on_rejected`` / ``on_connection_lost`` / ``tick``, and
+it talks to the network only through a :class:`Transport`. Time comes from an injected
+monotonic clock (seconds).
+
+Acknowledgements are matched per op and per connection, never by comparing id strings
+across nodes (reference §6.4-B):
+
+* an ``OP_ACK`` with ``results`` resolves exactly the listed ops of that connection's batch;
+* an ``OP_ACK`` with only ``lastId`` (the reference server) resolves the ops of the in-flight
+  batch *on that connection* whose last id is ``lastId`` and whose numeric id ≤ ``lastId``.
+
+A ``NOT_OWNER`` refusal (``OP_REJECTED`` with ``error.code == 'NOT_OWNER'`` or a result
+``{success: false, error: 'NOT_OWNER'}``) refreshes the table and retries the op with
+backoff, a bounded number of attempts and a deadline; an op that exhausts them is *parked*
+(kept in the log, never dropped) until a newer table or a re-authentication. Ops in flight
+on a connection that died are sent again (LWW makes duplicates harmless).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from topgun.client.router import PartitionRouter, RouteKind
+from topgun.core.messages import (
+    NOT_OWNER,
+    OP_PUT,
+    ClientOp,
+    NotOwnerHint,
+    OpAck,
+    OpBatch,
+    OpRejected,
+)
+from topgun.core.records import LWWRecord
+
+MonotonicClock = Callable[[], float]
+MAX_BATCH_OPS = 1000
+
+
+class Transport(Protocol):
+    """What the engine needs from the connection layer."""
+
+    def usable_nodes(self) -> list[str]:
+        """Ids of connections that may carry ops now (authenticated, circuit allowing),
+        in preference order."""
+
+    def send_batch(self, node_id: str, batch: OpBatch) -> object | None:
+        """Send on ``node_id``'s connection; return a token naming that connection object
+        (acks arrive with it), or None if it could not be sent."""
+
+    def request_table(self, reason: str) -> None:
+        """Ask the cluster for its current partition table (may be debounced)."""
+
+    def report_failure(self, node_id: str) -> None:
+        """An in-flight batch on ``node_id`` was never acknowledged."""
+
+    def report_success(self, node_id: str) -> None:
+        """``node_id`` acknowledged a batch."""
+
+
+@dataclass(slots=True)
+class PendingOp:
+    id: int
+    map_name: str
+    key: str
+    op_type: str
+    record: LWWRecord
+    batch: InFlightBatch | None = None
+    attempts: int = 0
+    """NOT_OWNER refusals so far."""
+    first_refusal: float | None = None
+    not_before: float = 0.0
+    parked: str | None = None
+    last_route: RouteKind | None = None
+
+    def to_client_op(self) -> ClientOp:
+        return ClientOp(self.map_name, self.key, self.record, self.op_type, str(self.id))
+
+
+@dataclass(slots=True)
+class InFlightBatch:
+    seq: int
+    conn: object
+    node_id: str
+    op_ids: set[int]
+    last_id: str
+    sent_at: float
+
+
+def _as_int(op_id: str) -> int | None:
+    try:
+        return int(op_id)
+    except (TypeError, ValueError):
+        return None
+
+
+def is_not_owner_result(error: str | None) -> bool:
+    return error is not None and error.strip().upper().startswith(NOT_OWNER)
+
+
+@dataclass(slots=True)
+class SyncStats:
+    batches_sent: int = 0
+    ops_sent: int = 0
+    acks: int = 0
+    resent_after_loss: int = 0
+    ack_timeouts: int = 0
+    rejections: list[tuple[int, str]] = field(default_factory=list)
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        storage: Any,
+        transport: Transport,
+        router: PartitionRouter | None,
+        *,
+        smart_routing: bool = True,
+        clock: MonotonicClock = time.monotonic,
+        ack_timeout_s: float = 5.0,
+        not_owner_max_attempts: int = 8,
+        not_owner_backoff_s: float = 0.05,
+        not_owner_max_backoff_s: float = 1.0,
+        not_owner_deadline_s: float = 15.0,
+    ) -> None:
+        self.storage = storage
+        self.transport = transport
+        self.router = router
+        self.smart_routing = smart_routing
+        self._clock = clock
+        self.ack_timeout_s = ack_timeout_s
+        self.not_owner_max_attempts = not_owner_max_attempts
+        self.not_owner_backoff_s = not_owner_backoff_s
+        self.not_owner_max_backoff_s = not_owner_max_backoff_s
+        self.not_owner_deadline_s = not_owner_deadline_s
+        self._ops: dict[int, PendingOp] = {}
+        self._batches: dict[int, InFlightBatch] = {}
+        self._seq = itertools.count(1)
+        self.stats = SyncStats()
+        self.listeners: list[Callable[[], None]] = []
+
+    # --- the op log ----------------------------------------------------------------------
+
+    def load(self) -> int:
+        """Take every never-acknowledged op from storage (a restart re-sends them)."""
+        loaded = 0
+        for op_id, entry in self.storage.pending_ops():
+            if op_id in self._ops:
+                continue
+            try:
+                record = LWWRecord.from_wire(entry["record"])
+                op = PendingOp(
+                    op_id, entry["mapName"], entry["key"], entry.get("opType") or OP_PUT, record
+                )
+            except Exception:  # a corrupt entry must not block the others
+                continue
+            self._ops[op_id] = op
+            loaded += 1
+        return loaded
+
+    def record(self, map_name: str, key: str, op_type: str, record: LWWRecord) -> int:
+        entry = {"mapName": map_name, "key": key, "opType": op_type, "record": record.to_wire()}
+        op_id = int(self.storage.append_op(entry))
+        self._ops[op_id] = PendingOp(op_id, map_name, key, op_type, record)
+        return op_id
+
+    def pending_count(self) -> int:
+        return len(self._ops)
+
+    def pending_ids(self) -> list[int]:
+        return list(self._ops)
+
+    def in_flight_count(self) -> int:
+        return sum(1 for op in self._ops.values() if op.batch is not None)
+
+    def parked(self) -> list[tuple[int, str]]:
+        return [(op.id, op.parked) for op in self._ops.values() if op.parked is not None]
+
+    def refused(self) -> list[tuple[int, int]]:
+        """(op id, NOT_OWNER refusals) of ops being retried or parked after refusals."""
+        return [(op.id, op.attempts) for op in self._ops.values() if op.attempts]
+
+    def op(self, op_id: int) -> PendingOp | None:
+        return self._ops.get(op_id)
+
+    # --- sending -------------------------------------------------------------------------
+
+    def sync(self) -> int:
+        """Send every eligible pending op: one OP_BATCH per target node. Returns batches sent."""
+        now = self._clock()
+        eligible = [
+            op
+            for op in self._ops.values()
+            if op.batch is None and op.parked is None and op.not_before <= now
+        ]
+        if not eligible:
+            return 0
+        usable = self.transport.usable_nodes()
+        if not usable:
+            return 0
+        groups: dict[str, list[PendingOp]] = {}
+        for op in eligible:
+            if self.router is None:
+                target: str | None = usable[0]
+            else:
+                decision = self.router.decide(op.key, usable, smart=self.smart_routing)
+                target = decision.node_id
+                op.last_route = decision.kind
+            if target is not None:
+                groups.setdefault(target, []).append(op)
+        sent = 0
+        for node_id, ops in groups.items():
+            ops.sort(key=lambda o: o.id)
+            for start in range(0, len(ops), MAX_BATCH_OPS):
+                chunk = ops[start : start + MAX_BATCH_OPS]
+                batch = OpBatch(tuple(op.to_client_op() for op in chunk))
+                token = self.transport.send_batch(node_id, batch)
+                if token is None:
+                    continue
+                inflight = InFlightBatch(
+                    next(self._seq), token, node_id, {op.id for op in chunk}, str(chunk[-1].id), now
+                )
+                self._batches[inflight.seq] = inflight
+                for op in chunk:
+                    op.batch = inflight
+                sent += 1
+                self.stats.batches_sent += 1
+                self.stats.ops_sent += len(chunk)
+        return sent
+
+    # --- replies -------------------------------------------------------------------------
+
+    def _batch_for_ack(self, conn: object, last_id: str) -> InFlightBatch | None:
+        for batch in self._batches.values():  # insertion order = oldest first
+            if batch.conn is conn and batch.last_id == last_id:
+                return batch
+        return None
+
+    def on_ack(self, conn: object, ack: OpAck) -> list[int]:
+        """Apply an OP_ACK that arrived on connection ``conn``; return the op ids resolved."""
+        self.stats.acks += 1
+        batch = self._batch_for_ack(conn, ack.last_id)
+        done: list[int] = []
+        if ack.results is not None:
+            on_conn = (
+                batch.op_ids
+                if batch is not None
+                else {i for b in self._batches.values() if b.conn is conn for i in b.op_ids}
+            )
+            for result in ack.results:
+                op_id = _as_int(result.op_id)
+                if op_id is None or op_id not in on_conn or op_id not in self._ops:
+                    continue
+                op = self._ops[op_id]
+                self._detach(op)
+                if result.success:
+                    done.append(op_id)
+                elif is_not_owner_result(result.error):
+                    self._not_owner(op, None)
+                else:
+                    self._reject(op, result.error or "rejected by the server")
+        elif batch is not None:
+            last = _as_int(ack.last_id)
+            if last is not None:
+                for op_id in sorted(batch.op_ids):
+                    if op_id <= last and op_id in self._ops:
+                        self._detach(self._ops[op_id])
+                        done.append(op_id)
+        if batch is not None:
+            self._drop_batch(batch)
+            self.transport.report_success(batch.node_id)
+        self._resolve(done)
+        return done
+
+    def on_rejected(self, conn: object, rejected: OpRejected) -> None:
+        op_id = _as_int(rejected.op_id)
+        op = None if op_id is None else self._ops.get(op_id)
+        if op is None:
+            return
+        if op.batch is not None and op.batch.conn is not conn:
+            return  # a stale answer from a connection the op no longer waits on
+        self._detach(op)
+        if rejected.not_owner is not None or is_not_owner_result(rejected.reason):
+            self._not_owner(op, rejected.not_owner)
+        else:
+            self._reject(op, rejected.reason)
+        self._notify()
+
+    def on_connection_lost(self, conn: object) -> int:
+        """The connection died: its in-flight ops go back to pending. Returns how many."""
+        requeued = 0
+        for batch in [b for b in self._batches.values() if b.conn is conn]:
+            requeued += self._requeue(batch)
+        self.stats.resent_after_loss += requeued
+        return requeued
+
+    def on_table_changed(self) -> None:
+        """A newer table arrived: refused ops are retried at once, parked ones revived."""
+        for op in self._ops.values():
+            if op.attempts or op.parked:
+                op.not_before = 0.0
+                if op.parked is not None:
+                    op.parked, op.attempts, op.first_refusal = None, 0, None
+
+    def on_authenticated(self) -> None:
+        """A connection (re)authenticated: give parked ops another chance."""
+        for op in self._ops.values():
+            if op.parked is not None:
+                op.parked, op.attempts, op.first_refusal, op.not_before = None, 0, None, 0.0
+
+    def tick(self) -> int:
+        """Resend batches whose ack is overdue; returns how many batches timed out."""
+        now = self._clock()
+        overdue = [b for b in self._batches.values() if now - b.sent_at > self.ack_timeout_s]
+        for batch in overdue:
+            self._requeue(batch)
+            self.stats.ack_timeouts += 1
+            self.transport.report_failure(batch.node_id)
+        return len(overdue)
+
+    def next_wakeup(self) -> float | None:
+        """The monotonic time at which ``tick``/``sync`` next has something to do."""
+        times = [b.sent_at + self.ack_timeout_s for b in self._batches.values()]
+        times += [
+            op.not_before
+            for op in self._ops.values()
+            if op.batch is None and op.parked is None and op.not_before > 0
+        ]
+        return min(times) if times else None
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _detach(self, op: PendingOp) -> None:
+        batch = op.batch
+        if batch is not None:
+            batch.op_ids.discard(op.id)
+            op.batch = None
+
+    def _drop_batch(self, batch: InFlightBatch) -> None:
+        self._requeue(batch)
+
+    def _requeue(self, batch: InFlightBatch) -> int:
+        self._batches.pop(batch.seq, None)
+        count = 0
+        for op_id in batch.op_ids:
+            op = self._ops.get(op_id)
+            if op is not None and op.batch is batch:
+                op.batch = None
+                count += 1
+        batch.op_ids.clear()
+        return count
+
+    def _not_owner(self, op: PendingOp, hint: NotOwnerHint | None) -> None:
+        now = self._clock()
+        op.attempts += 1
+        if op.first_refusal is None:
+            op.first_refusal = now
+        if self.router is not None:
+            self.router.count_not_owner_retry()
+        if (
+            op.attempts >= self.not_owner_max_attempts
+            or now - op.first_refusal > self.not_owner_deadline_s
+        ):
+            op.parked = (
+                f"op {op.id} ({op.map_name}/{op.key}) was refused NOT_OWNER {op.attempts} times "
+                f"in {now - op.first_refusal:.1f}s; it stays queued and is retried when a newer "
+                "partition table arrives or a connection re-authenticates"
+            )
+        else:
+            delay = self.not_owner_backoff_s * (2 ** (op.attempts - 1))
+            op.not_before = now + min(delay, self.not_owner_max_backoff_s)
+        version = f" (server map version {hint.map_version})" if hint is not None else ""
+        self.transport.request_table(f"NOT_OWNER for {op.key!r}{version}")
+
+    def _reject(self, op: PendingOp, reason: str) -> None:
+        self._ops.pop(op.id, None)
+        self.storage.mark_synced([op.id])
+        self.stats.rejections.append((op.id, reason))
+
+    def _resolve(self, done: list[int]) -> None:
+        if done:
+            for op_id in done:
+                self._ops.pop(op_id, None)
+            self.storage.mark_synced(done)
+        self._notify()
+
+    def _notify(self) -> None:
+        for listener in list(self.listeners):
+            listener()
