@@ -220,7 +220,7 @@ def _write_while_departing(context, how, key, value, map_name):
     world.last_write = LastWrite(map_name, key, value, world.client.metrics(), owner)
     depart = world.cluster.shutdown if how == "shut down" else world.cluster.kill
     world.client.write_as_node_departs(
-        owner, map_name, key, value, lambda: depart(owner), within=world.limit(10)
+        owner, map_name, key, value, depart=lambda: depart(owner), within=world.limit(10)
     )
 
 
@@ -287,6 +287,18 @@ def write_went_by_fallback(context):
     assert_that(
         delta["fallback_routes"], greater_than_or_equal_to(1), f"routing since the write {delta}"
     )
+
+
+@then("the write went around the former owner")
+def write_went_around(context):
+    world = context.world
+    delta = _metrics_delta(context)
+    routed = delta["fallback_routes"] + delta["direct_routes"]
+    assert_that(routed, greater_than_or_equal_to(1), f"routing since the write {delta}")
+    if delta["fallback_routes"] == 0:  # it went direct, so by a map without the dead node
+        owner = world.client.table().owner_of_key(world.last_write.key)
+        former = world.notes["former_owner"]
+        assert_that(owner, is_not(equal_to(former)), "owner of the key in the client's map")
 
 
 @then('the write went directly to the new owner of "{key}"')

@@ -22,6 +22,7 @@ from topgun.client.errors import (
     TopGunClientError,
     WriteRejected,
 )
+from topgun.client.events import ClusterEvent, EventKind
 from topgun.client.maps import TopGunMap
 from topgun.client.storage import MemoryStorage, SqliteStorage, Storage
 
@@ -29,7 +30,9 @@ __all__ = [
     "AuthError",
     "ClientClosedError",
     "ClusterConfig",
+    "ClusterEvent",
     "ConfigError",
+    "EventKind",
     "FlushTimeout",
     "MemoryStorage",
     "NotConnectedError",

@@ -29,6 +29,7 @@ from topgun.client.errors import (
     StartTimeout,
     WriteRejected,
 )
+from topgun.client.events import ClusterEvent, EventKind, Listener
 from topgun.client.maps import TopGunMap
 from topgun.client.pool_state import ConnState, plan_reconcile
 from topgun.client.router import PartitionRouter
@@ -49,6 +50,7 @@ from topgun.core.messages import (
     QuerySub,
     QueryUnsub,
     ServerBatchEvent,
+    ShutdownPending,
 )
 from topgun.core.table import PartitionTable
 
@@ -124,6 +126,7 @@ class TopGunClient:
         self._last_table_request = -1e9
         self._table_request_due = False
         self._last_stale_check = 0.0
+        self._listeners: list[Listener] = []
 
     # --- configuration -------------------------------------------------------------------
 
@@ -238,6 +241,13 @@ class TopGunClient:
             )
             self._maps[name] = handle
         return handle
+
+    def sync_now(self) -> int:
+        """Route and send every pending op now, without waiting for acks; returns the number
+        of batches sent. Writes are otherwise sent on the next turn of the event loop."""
+        if self._closed or not self._started:
+            return 0
+        return self._engine.sync()
 
     def pending_count(self) -> int:
         """Ops not yet acknowledged by the server."""
@@ -356,6 +366,34 @@ class TopGunClient:
     def get_connection_states(self) -> dict[str, str]:
         return {conn_id: str(c.state) for conn_id, c in self._conns.items()}
 
+    def get_connection_history(self) -> dict[str, list[str]]:
+        """Each connection's recent states, oldest first, from DISCONNECTED when complete."""
+        out = {}
+        for conn_id, c in self._conns.items():
+            states = [str(s) for s in c.sm.history]
+            if len(states) < (c.sm.history.maxlen or 0):
+                states.insert(0, str(ConnState.DISCONNECTED))
+            out[conn_id] = states
+        return out
+
+    # --- listeners -----------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(ClusterEvent)`` on the client's loop for every cluster event."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def _emit(self, kind: EventKind, node_id: str | None = None) -> None:
+        event = ClusterEvent(kind, node_id, None if self._router is None else self._router.version)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a listener's bug must not break the client
+                log.exception("client listener %r failed on %s", listener, event)
+
     def get_circuit_states(self) -> dict[str, str]:
         return self._breakers.states()
 
@@ -372,7 +410,7 @@ class TopGunClient:
         return [
             conn_id
             for conn_id, c in self._conns.items()
-            if c.is_authenticated and self._breakers.allow(conn_id)
+            if c.is_authenticated and not c.leaving and self._breakers.allow(conn_id)
         ]
 
     def send_batch(self, node_id: str, batch: OpBatch) -> object | None:
@@ -438,6 +476,7 @@ class TopGunClient:
         if self._router is not None:
             self._router.count_map_refresh()
             conn.send(PartitionMapRequest(self._router.version))
+        self._emit(EventKind.AUTHENTICATED, conn.id)
         self._kick_sync()
         self._signal()
 
@@ -452,6 +491,7 @@ class TopGunClient:
                 self._queries.pop(query_id, None)
         if was_authenticated:
             log.info("connection %s lost: %s", conn.id, reason)
+            self._emit(EventKind.NODE_LOST, conn.id)
             self.request_table(f"connection to {conn.id} lost", force=True)
         self._kick_sync()
         self._signal()
@@ -479,6 +519,8 @@ class TopGunClient:
             self._on_events(message)
         elif isinstance(message, ErrorMessage):
             self._on_error(conn, message)
+        elif isinstance(message, ShutdownPending):
+            self._on_leaving(conn)
 
     def _on_table(self, table: PartitionTable) -> None:
         if self._router is None or not self._router.update_table(table):
@@ -495,6 +537,21 @@ class TopGunClient:
         for node_id, url in plan.adds:
             self._add_connection(node_id, url)
         self._engine.on_table_changed()
+        self._emit(EventKind.PARTITION_MAP)
+        self._kick_sync()
+        self._signal()
+
+    def _on_leaving(self, conn: NodeConnection) -> None:
+        """The node is shutting down: stop routing to it now, before its table changes.
+
+        Ops already in flight to it stay there (it still acks them while it drains).
+        """
+        if conn.leaving:
+            return
+        conn.leaving = True
+        log.info("node %s announced its shutdown; routing around it", conn.id)
+        self._emit(EventKind.NODE_LEAVING, conn.id)
+        self.request_table(f"{conn.id} is shutting down", force=True)
         self._kick_sync()
         self._signal()
 

@@ -70,6 +70,8 @@ class NodeConnection:
         self.last_error: str | None = None
         self.auth_error: str | None = None
         self.liveness_drops = 0
+        self.leaving = False
+        """The node announced its shutdown (SHUTDOWN_PENDING): route around it."""
         self._ws: ClientConnection | None = None
         self._out: asyncio.Queue[bytes] | None = None
         self._auth_sent = False
@@ -205,6 +207,7 @@ class NodeConnection:
         self._ws = ws
         self._out = asyncio.Queue()
         self._auth_sent = False
+        self.leaving = False
         self.last_seen = self._clock()
         self.sm.fire(ConnEvent.OPENED)
         self.listener.on_open(self)

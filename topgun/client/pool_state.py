@@ -7,12 +7,15 @@ No I/O here; :mod:`topgun.client.connection` and :mod:`topgun.client.pool` drive
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import urlsplit
 
 from topgun.core.table import NodeStatus, PartitionTable
+
+HISTORY_LENGTH = 64
 
 
 class ConnState(StrEnum):
@@ -63,7 +66,8 @@ class ConnectionStateMachine:
     state: ConnState = ConnState.DISCONNECTED
     attempts: int = 0
     """Consecutive failed attempts since the last successful authentication."""
-    history: list[ConnState] = field(default_factory=list)
+    history: deque[ConnState] = field(default_factory=lambda: deque(maxlen=HISTORY_LENGTH))
+    """The most recent states entered (bounded: a connection may live for months)."""
 
     def can(self, event: ConnEvent) -> bool:
         return event is ConnEvent.CLOSE or (self.state, event) in TRANSITIONS

@@ -7,11 +7,14 @@ through the loop too, because the client is not thread-safe.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
-from topgun.client import ClusterConfig, MemoryStorage, TopGunClient
+from topgun.client import ClusterConfig, ClusterEvent, EventKind, MemoryStorage, TopGunClient
 from topgun.core.table import PartitionTable
 from topgun.harness.loop import LoopThread
+from topgun.harness.waiting import WaitTimeout
 
 CALL_TIMEOUT_S = 10.0
 
@@ -43,6 +46,52 @@ class ClientDriver:
 
     def write(self, map_name: str, key: str, value: Any) -> None:
         self.loop.call(lambda: self.client.get_map(map_name).set(key, value))
+
+    def write_as_node_departs(
+        self,
+        node_id: str,
+        map_name: str,
+        key: str,
+        value: Any,
+        *,
+        depart: Callable[[], None],
+        within: float,
+    ) -> ClusterEvent:
+        """Make ``node_id`` leave with ``depart()`` and write the moment the client notices.
+
+        The write is made and routed inside the client's own notification (the node's
+        shutdown notice, or its connection dropping), before the client handles anything
+        else, so it is routed with what the client knew at that moment, not with the
+        partition map the cluster publishes a moment later.
+        """
+        noticed: list[ClusterEvent] = []
+        done = threading.Event()
+
+        def on_event(event: ClusterEvent) -> None:
+            if done.is_set() or not self._departed(event, node_id):
+                return
+            self.client.get_map(map_name).set(key, value)
+            self.client.sync_now()
+            noticed.append(event)
+            done.set()
+
+        self.loop.call(self.client.add_listener, on_event)
+        try:
+            depart()
+            if not done.wait(within):
+                raise WaitTimeout(f"the client did not notice {node_id} leaving within {within} s")
+        finally:
+            self.loop.call(self.client.remove_listener, on_event)
+        return noticed[0]
+
+    def _departed(self, event: ClusterEvent, node_id: str) -> bool:
+        """Does ``event`` tell the client that ``node_id`` is going or gone?"""
+        if event.kind in (EventKind.NODE_LEAVING, EventKind.NODE_LOST):
+            return event.node_id == node_id
+        if event.kind is EventKind.PARTITION_MAP:
+            table = self.client.get_partition_table()
+            return table is not None and node_id not in table.node_ids()
+        return False
 
     def read_local(self, map_name: str, key: str) -> Any:
         return self.loop.call(lambda: self.client.get_map(map_name).get(key))

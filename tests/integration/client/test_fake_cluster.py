@@ -10,8 +10,10 @@ import pytest
 from tests.integration.client.conftest import eventually, run
 from tests.integration.client.fake_server import TOKEN, FakeCluster
 from topgun import ClusterConfig, MemoryStorage, SqliteStorage, TopGunClient
+from topgun.client import ClusterEvent, EventKind
 from topgun.client.errors import AuthError, FlushTimeout, StartTimeout
-from topgun.core.messages import Auth, OpBatch, PartitionMapRequest, Ping
+from topgun.core.codec import encode
+from topgun.core.messages import Auth, OpBatch, PartitionMapRequest, Ping, ShutdownPending
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -403,6 +405,65 @@ def test_sqlite_restart_resends_unacknowledged_ops(tmp_path) -> None:  # type: i
             assert third._engine.load() == 0  # acknowledged ops are not resent again
         finally:
             await third.close()
+            await cluster.stop()
+
+    run(main())
+
+
+def test_shutdown_notice_routes_around_the_node_before_its_table_changes() -> None:
+    """SHUTDOWN_PENDING from the owner: a write made at that moment goes by fallback to the
+    backup, and listeners hear of it before anything else is handled."""
+
+    async def main() -> None:
+        cluster = await FakeCluster().start()
+        client = await started(cluster)
+        events: list[ClusterEvent] = []
+        try:
+            await eventually(lambda: len(client.usable_nodes()) == 3)
+            owner = cluster.table.owner_of_key("key-1")
+            m = client.get_map("test")
+
+            def on_event(event: ClusterEvent) -> None:
+                events.append(event)
+                if event.kind is EventKind.NODE_LEAVING:
+                    m.set("key-1", {"value": 2})
+                    client.sync_now()
+
+            client.add_listener(on_event)
+            before = client.get_routing_metrics()
+            assert before is not None
+            for ws in list(cluster.nodes[owner].sockets):
+                await ws.send(encode(ShutdownPending(5000)))
+            await eventually(lambda: any(e.kind is EventKind.NODE_LEAVING for e in events))
+            assert owner not in client.usable_nodes()
+            await client.flush(timeout=2)
+            after = client.get_routing_metrics()
+            assert after is not None
+            assert after["fallback_routes"] == before["fallback_routes"] + 1
+            backup = cluster.table.backups_of(cluster.partition_of("key-1"))[0]
+            sent = [op.key for b in cluster.nodes[backup].of_type(OpBatch) for op in b.ops]  # type: ignore[attr-defined]
+            assert sent == ["key-1"]
+            held = cluster.nodes[owner].store("test").record("key-1")  # the backup forwarded it
+            assert held is not None and held.value == {"value": 2}
+            leaving = [e for e in events if e.kind is EventKind.NODE_LEAVING]
+            assert [e.node_id for e in leaving] == [owner]
+        finally:
+            await client.close()
+            await cluster.stop()
+
+    run(main())
+
+
+def test_connection_history_starts_disconnected_and_is_bounded() -> None:
+    async def main() -> None:
+        cluster = await FakeCluster().start()
+        client = await started(cluster)
+        try:
+            await eventually(lambda: len(client.usable_nodes()) == 3)
+            for history in client.get_connection_history().values():
+                assert history == ["DISCONNECTED", "CONNECTING", "CONNECTED", "AUTHENTICATED"]
+        finally:
+            await client.close()
             await cluster.stop()
 
     run(main())
