@@ -46,7 +46,9 @@ def render(results: Sequence[ScenarioResult]) -> tuple[str, bool]:
         all_met &= verdict == "MET"
         by_name: dict[tuple[str, str], list[str]] = {}
         for r in mine:
-            by_name.setdefault((r.feature, r.name), []).append(f"{r.cluster or 'default'}: {r.status}")
+            by_name.setdefault((r.feature, r.name), []).append(
+                f"{r.cluster or 'default'}: {r.status}"
+            )
         cells = "<br>".join(
             f"{feature} / {name} ({', '.join(sorted(modes))})"
             for (feature, name), modes in sorted(by_name.items())

@@ -1,0 +1,283 @@
+"""Server pieces without sockets: auth, queries, store, and the write path with fake peers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import jwt
+import pytest
+
+from topgun.core.hlc import Timestamp
+from topgun.core.messages import ClientOp, NotOwnerHint, Query
+from topgun.core.records import LWWRecord
+from topgun.core.table import NodeInfo, PartitionTable
+from topgun.server import NodeConfig, ServerNode
+from topgun.server import query as q
+from topgun.server.auth import WRITE, AuthError, Principal, authorize, make_token, verify_token
+from topgun.server.node import Outcome
+from topgun.server.peer_link import Member, PeerGone, mac
+from topgun.server.store import PartitionStore, triples_from_wire, triples_to_wire
+
+SECRET = "unit-secret-0123456789abcdef0123456789"
+pytestmark = pytest.mark.timeout(30)
+
+
+def rec(value: Any, ms: int = 1000, counter: int = 0) -> LWWRecord:
+    return LWWRecord(value, Timestamp(ms, counter, "c"))
+
+
+def op(key: str, value: Any, op_id: str = "1", ms: int | None = None) -> ClientOp:
+    ms = ms if ms is not None else int(time.time() * 1000)
+    return ClientOp("m", key, rec(value, ms), "PUT", op_id)
+
+
+# --- auth ---------------------------------------------------------------------------------
+
+
+def test_verify_token_roles_and_algorithms() -> None:
+    p = verify_token(make_token(SECRET, sub="u", roles=["ADMIN"]), SECRET)
+    assert p.user_id == "u" and p.is_admin
+    assert verify_token(make_token(SECRET, sub="u"), SECRET).roles == frozenset({"USER"})
+    for bad in (
+        jwt.encode({"sub": "u"}, None, algorithm="none"),
+        jwt.encode({"sub": "u"}, SECRET, algorithm="HS384"),
+        jwt.encode({"sub": "u", "exp": 1}, SECRET, algorithm="HS256"),
+        "",
+    ):
+        with pytest.raises(AuthError):
+            verify_token(bad, SECRET)
+
+
+def test_authorize_is_the_single_policy_point() -> None:
+    assert not authorize(None, WRITE)
+    assert authorize(Principal("u", frozenset({"USER"})), WRITE, "m")
+    assert authorize(Principal("a", frozenset({"ADMIN"})), "ANYTHING")
+
+
+def test_peer_mac_depends_on_secret_nonce_and_id() -> None:
+    base = mac("s", "hello", "n", "a")
+    assert base != mac("t", "hello", "n", "a") != mac("s", "hello", "m", "a")
+    assert base != mac("s", "welcome", "n", "a")
+
+
+# --- query and store ----------------------------------------------------------------------
+
+
+def test_query_matching() -> None:
+    v = {"team": "red", "n": 3, "addr": {"city": "Oslo"}}
+    assert q.matches_where("k", v, {"team": "red"})
+    assert not q.matches_where("k", v, {"team": "blue"})
+    assert q.matches_where("k", v, {"n": {"$gt": 2, "$lte": 3}})
+    assert not q.matches_where("k", v, {"n": {"$bogus": 1}})
+    assert q.matches_where("k", v, {"addr.city": "Oslo"})
+    assert q.matches_where("user:1", v, {"_key": "user:1"})
+    assert q.matches_where("user:1", v, {"_key": {"$in": ["user:1", "x"]}})
+    pred = {
+        "op": "and",
+        "children": [
+            {"op": "eq", "attribute": "team", "value": "red"},
+            {"op": "like", "attribute": "_key", "value": "us%"},
+        ],
+    }
+    assert q.matches_predicate("user:1", v, pred)
+    assert not q.matches_where("k", "scalar", {"team": "red"})
+
+
+def test_partials_merge_by_lww_and_hide_tombstones() -> None:
+    a = {"x": rec({"t": 1}, 100), "y": rec({"t": 1}, 100)}
+    b = {"x": rec({"t": 2}, 200), "y": rec(None, 300)}
+    merged = q.merge_partials([a, b])
+    rows = q.finish(merged, Query(), now_ms=10_000)
+    assert rows == [("x", {"t": 2})]
+    assert q.finish(merged, Query(where={"t": 1}), now_ms=10_000) == []
+    many = {f"k{i}": rec({"n": i}) for i in range(5)}
+    assert [k for k, _ in q.finish(many, Query(sort={"n": "desc"}, limit=2), 10_000)] == [
+        "k4",
+        "k3",
+    ]
+
+
+def test_store_groups_by_partition_and_round_trips() -> None:
+    s = PartitionStore()
+    assert s.merge("m", "key-1", rec(1, 10))
+    assert not s.merge("m", "key-1", rec(0, 5))
+    recs = s.partition_records(236)
+    assert recs == [("m", "key-1", rec(1, 10))]
+    assert triples_from_wire(triples_to_wire(recs)) == recs
+    with pytest.raises(ValueError):
+        triples_from_wire([["m", 1, {}]])
+
+
+# --- write path with fake peers --------------------------------------------------------------
+
+
+class FakeLink:
+    def __init__(self, node_id: str, reply: Any = None) -> None:
+        self.closed = False
+        self.node_id = node_id
+        self.requests: list[dict[str, Any]] = []
+        self.gate: asyncio.Event | None = None
+        self.reply = reply
+        self.sent: list[dict[str, Any]] = []
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        self.sent.append(msg)
+
+    async def request(self, msg: dict[str, Any], timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
+        self.requests.append(msg)
+        if self.gate is not None:
+            await self.gate.wait()
+        if isinstance(self.reply, Exception):
+            raise self.reply
+        if callable(self.reply):
+            return self.reply(msg)
+        return {"ok": True}
+
+
+def node_with(owners: dict[int, str], backups: dict[int, tuple[str, ...]], me: str = "a",
+              links: dict[str, FakeLink] | None = None) -> ServerNode:  # fmt: skip
+    node = ServerNode(NodeConfig(node_id=me, jwt_secret=SECRET, cluster_secret=SECRET))
+    node.state = "running"
+    node.me = Member(me, f"h:{me}", f"ws://{me}", node.incarnation)
+    own = tuple(owners.get(p, me) for p in range(271))
+    bk = tuple(backups.get(p, ()) for p in range(271))
+    ids = sorted({me, *own, *(b for bs in bk for b in bs)})
+    node.table = PartitionTable(5, tuple(NodeInfo(i, f"ws://{i}") for i in ids), own, bk)
+    for nid, link in (links or {}).items():
+        node._links[nid] = [link]  # type: ignore[list-item]
+        node._members[nid] = Member(nid, f"h:{nid}", f"ws://{nid}", "inc")
+    return node
+
+
+def test_owner_acks_only_after_backup_confirmed() -> None:
+    async def scenario() -> None:
+        b = FakeLink("b")
+        b.gate = asyncio.Event()
+        node = node_with({236: "a"}, {236: ("b",)}, links={"b": b})
+        task = asyncio.create_task(node.execute([op("key-1", 1, "1"), op("key-1", 2, "2")]))
+        await asyncio.sleep(0.01)
+        assert not task.done()
+        assert len(b.requests) == 1 and len(b.requests[0]["recs"]) == 2  # one round trip per batch
+        b.gate.set()
+        outcomes = await asyncio.wait_for(task, 1)
+        assert all(o.ok and o.level == "REPLICATED" for o in outcomes)
+
+    asyncio.run(scenario())
+
+
+def test_dead_backup_does_not_block_and_silent_backup_fails_the_op() -> None:
+    async def scenario() -> None:
+        node = node_with({236: "a"}, {236: ("b",)}, links={"b": FakeLink("b", PeerGone("b"))})
+        [o] = await node.execute([op("key-1", 1)])
+        assert o.ok and o.level == "APPLIED"
+        node = node_with({236: "a"}, {236: ("b",)}, links={"b": FakeLink("b", TimeoutError())})
+        [o] = await node.execute([op("key-1", 1)])
+        assert not o.ok and o.error == "REPLICATION_TIMEOUT"
+
+    asyncio.run(scenario())
+
+
+def test_non_owner_forwards_one_batch_per_owner_and_reports_owner_results() -> None:
+    async def scenario() -> None:
+        def answer(msg: dict[str, Any]) -> dict[str, Any]:
+            return {"results": [Outcome(True, level="REPLICATED").to_wire() for _ in msg["ops"]]}
+
+        owner = FakeLink("c", answer)
+        node = node_with({236: "c", 245: "c"}, {}, links={"c": owner})
+        outcomes = await node.execute(
+            [op("key-1", 1, "1"), op("key-0", 2, "2"), op("test", 3, "3")]
+        )
+        assert [o.ok for o in outcomes] == [True, True, True]
+        assert len(owner.requests) == 1 and [o["key"] for o in owner.requests[0]["ops"]] == [
+            "key-1",
+            "key-0",
+        ]
+        assert node.store.get("m", "key-1") is None  # the op object went to the owner, not here
+        assert node.store.get("m", "test") is not None  # owned locally
+
+    asyncio.run(scenario())
+
+
+def test_not_owner_when_owner_unreachable_or_forwarded_to_wrong_node() -> None:
+    async def scenario() -> None:
+        node = node_with({236: "c"}, {})
+        [o] = await node.execute([op("key-1", 1)])
+        assert o.error == "NOT_OWNER" and o.hint == NotOwnerHint(236, "c", 5, "owner unreachable")
+        wire = o.hint.to_wire()
+        assert wire["code"] == "NOT_OWNER" and wire["hint"] == {
+            "partitionId": 236,
+            "currentOwner": "c",
+            "mapVersion": 5,
+        }
+        node = node_with({236: "c"}, {}, links={"c": FakeLink("c", PeerGone("c"))})
+        [o] = await node.execute([op("key-1", 1)])
+        assert o.error == "NOT_OWNER"
+        [o] = await node.execute([op("key-1", 1)], forwarded=True)  # no second hop
+        assert o.error == "NOT_OWNER" and node.store.get("m", "key-1") is None
+        node.table = None
+        [o] = await node.execute([op("key-1", 1)])
+        assert o.error == "NOT_OWNER" and o.hint is not None and o.hint.map_version == 0
+
+    asyncio.run(scenario())
+
+
+def test_outcome_wire_round_trip() -> None:
+    o = Outcome(False, "NOT_OWNER", NotOwnerHint(3, "x", 9, "m"))
+    assert Outcome.from_wire(o.to_wire()) == o
+
+
+def test_table_apply_only_newer_and_owner_migrates_to_new_backups() -> None:
+    async def scenario() -> None:
+        b = FakeLink("b")
+        node = node_with({}, {}, links={"b": b})
+        node.store.merge("m", "key-1", rec("v", 10))
+        t = node.table
+        assert t is not None
+        newer = PartitionTable(
+            6, (*t.nodes, NodeInfo("b", "ws://b")), t.owners, tuple(("b",) for _ in range(271))
+        )
+        assert not node._apply_table(PartitionTable(5, t.nodes, t.owners, t.backups))
+        assert node._apply_table(newer)
+        await asyncio.sleep(0.05)
+        sent = [part for r in b.requests if r.get("t") == "MIGRATE" for part in r["parts"]]
+        assert sorted(p for p, _ in sent) == list(range(271))
+        assert [p for p, recs in sent if recs] == [236]
+        # b now holds every partition: as authority, a moves b's ideal share to it (7th table)
+        t7 = node.table
+        assert t7 is not None and t7.version == 7  # one migration round, one move
+        assert all(t7.owners[p] == ("a" if p % 2 == 0 else "b") for p in range(271))
+        assert all(node._synced[p] == {"b"} for p in range(0, 271, 2))
+        ready_msgs = [m for m in b.sent if m["t"] == "READY"]
+        assert sum(len(m["items"]) for m in ready_msgs) == 271  # the authority learns b is ready
+        for task in list(node._tasks):
+            task.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_rejoining_member_loses_stale_readiness_and_dead_migration_target_does_not_count() -> None:
+    async def scenario() -> None:
+        node = node_with({}, {})
+        node._ready = {(1, "b"), (2, "b"), (1, "a")}
+        link = FakeLink("b")
+        link.remote = Member("b", "h:b", "ws://b", "new-incarnation")  # type: ignore[attr-defined]
+        link.remote_extra = {}  # type: ignore[attr-defined]
+        node._link_up(link, link.remote)  # type: ignore[arg-type, attr-defined]
+        assert (1, "b") not in node._ready and (2, "b") not in node._ready
+        assert (1, "a") in node._ready
+        # a migration whose target restarted before the ack arrived is not counted as ready
+        gate = asyncio.Event()
+        link.gate = gate
+        node._ready.clear()
+        task = asyncio.create_task(node._migrate("b", [1]))
+        await asyncio.sleep(0.01)
+        node._members["b"] = Member("b", "h:b", "ws://b", "newer-incarnation")
+        gate.set()
+        await task
+        assert (1, "b") not in node._ready
+        for t in list(node._tasks):
+            t.cancel()
+
+    asyncio.run(scenario())

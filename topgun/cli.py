@@ -1,0 +1,109 @@
+"""The ``topgun`` console script: ``topgun node …`` runs a node, ``topgun token …`` signs a JWT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from topgun.server.auth import make_token
+from topgun.server.config import DEV_SECRET, NodeConfig
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="topgun", description="TopGun data-grid tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    node = sub.add_parser("node", help="run one cluster node")
+    node.add_argument("--node-id", required=True)
+    node.add_argument("--host", default="127.0.0.1")
+    node.add_argument("--port", type=int, default=0, help="client port (0 = any free port)")
+    node.add_argument("--cluster-port", type=int, default=0)
+    node.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
+                      help="a peer's cluster address (repeatable)")  # fmt: skip
+    node.add_argument("--advertise-url", default=None)
+    node.add_argument("--jwt-secret", default=None)
+    node.add_argument("--cluster-secret", default=None)
+    node.add_argument("--dev", action="store_true", help=f"use {DEV_SECRET!r} for missing secrets")
+    node.add_argument("--heartbeat-interval", type=float, default=None, metavar="SECONDS")
+    node.add_argument("--failure-timeout", type=float, default=None, metavar="SECONDS")
+    node.add_argument("--client-idle-timeout", type=float, default=None, metavar="SECONDS")
+    node.add_argument("--log-level", default="INFO")
+
+    tok = sub.add_parser("token", help="print a signed HS256 token")
+    tok.add_argument("--sub", default="user")
+    tok.add_argument("--role", action="append", default=[])
+    tok.add_argument("--secret", default=DEV_SECRET)
+    tok.add_argument("--ttl", type=float, default=3600.0, metavar="SECONDS")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> NodeConfig:
+    cfg = NodeConfig(
+        node_id=args.node_id,
+        host=args.host,
+        port=args.port,
+        cluster_port=args.cluster_port,
+        peers=list(args.peer),
+        advertise_url=args.advertise_url,
+        jwt_secret=args.jwt_secret,
+        cluster_secret=args.cluster_secret,
+        dev=args.dev,
+    )
+    if args.heartbeat_interval is not None:
+        cfg.heartbeat_interval_s = args.heartbeat_interval
+    if args.failure_timeout is not None:
+        cfg.failure_timeout_s = args.failure_timeout
+    if args.client_idle_timeout is not None:
+        cfg.client_idle_timeout_s = args.client_idle_timeout
+    return cfg
+
+
+async def _run_node(cfg: NodeConfig) -> int:
+    from topgun.server import ServerNode
+
+    node = ServerNode(cfg)
+    await node.start()
+    ready = {
+        "nodeId": node.node_id,
+        "clientUrl": node.client_url,
+        "clusterAddress": node.cluster_address,
+    }
+    sys.stdout.write("READY " + json.dumps(ready) + "\n")
+    sys.stdout.flush()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await node.shutdown()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "token":
+        print(make_token(args.secret, sub=args.sub, roles=args.role or None, ttl_s=args.ttl))
+        return 0
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        cfg = _config(args)
+        cfg.validate()
+    except ValueError as exc:
+        print(f"topgun node: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_run_node(cfg))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

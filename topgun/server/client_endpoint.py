@@ -1,0 +1,267 @@
+"""One client connection: the TopGun client protocol (reference §1, §2), fixed per §6.
+
+Handshake: ``AUTH_REQUIRED`` at once; before ``AUTH_ACK`` only ``AUTH`` and ``PING`` are
+accepted (anything else closes 4001). Shape errors get ``ERROR 400`` and the socket stays
+usable; undecodable bytes close 1002; a silent client is closed 4002.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from topgun.core.codec import decode_frame, encode
+from topgun.core.errors import ProtocolError
+from topgun.core.messages import (
+    Auth,
+    AuthAck,
+    AuthFail,
+    AuthRequired,
+    ClientOp,
+    ClientOpMessage,
+    ErrorMessage,
+    Message,
+    OpAck,
+    OpBatch,
+    OpRejected,
+    OpResult,
+    PartitionMap,
+    PartitionMapRequest,
+    Ping,
+    Pong,
+    QueryResp,
+    QuerySub,
+    QueryUnsub,
+    QueryUpdate,
+    ShutdownPending,
+    Unsupported,
+)
+from topgun.core.table import PartitionTable
+from topgun.server import query as q
+from topgun.server.auth import READ, WRITE, AuthError, Principal, authorize
+
+if TYPE_CHECKING:
+    from topgun.server.node import Outcome, ServerNode
+
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNAUTHORIZED = 4001
+CLOSE_IDLE = 4002
+
+
+@dataclass
+class LiveQuery:
+    sub: QuerySub
+    keys: set[str] = field(default_factory=set)
+
+
+class ClientSession:
+    def __init__(self, node: ServerNode, ws: ServerConnection) -> None:
+        self.node = node
+        self.ws = ws
+        self.principal: Principal | None = None
+        self.last_activity = time.monotonic()
+        self.subscriptions: dict[str, LiveQuery] = {}
+        self._closing = False
+
+    # --------------------------------------------------------------- sending
+
+    async def send(self, msg: Message) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.send(encode(msg))
+
+    def push_table(self, table: PartitionTable) -> None:
+        if self.principal is None or self._closing:
+            return
+        self.node._spawn(self.send(PartitionMap(table)))
+
+    def abort(self) -> None:
+        self._closing = True
+        transport = self.ws.transport
+        if transport is not None:
+            transport.abort()
+
+    def check_idle(self, now: float, limit: float) -> None:
+        if not self._closing and now - self.last_activity > limit:
+            self._closing = True
+            self.node.log.info("closing idle client (%.1fs silent)", now - self.last_activity)
+            self.node._spawn(self._close(CLOSE_IDLE, "Heartbeat timeout"))
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(code, reason), 2.0)
+        self.abort()
+
+    async def close_for_shutdown(self) -> None:
+        self._closing = True
+        await self.send(ShutdownPending(self.node.config.shutdown_retry_after_ms))
+        await self._close(CLOSE_GOING_AWAY, "Server Shutdown")
+
+    # --------------------------------------------------------------- receiving
+
+    async def run(self) -> None:
+        try:
+            await self.send(AuthRequired())
+            async for frame in self.ws:
+                self.last_activity = time.monotonic()
+                try:
+                    items = decode_frame(frame)
+                except ProtocolError as exc:
+                    self.node.log.info("undecodable client frame: %s", exc)
+                    await self._close(CLOSE_PROTOCOL_ERROR, "Protocol Error")
+                    return
+                for item in items:
+                    try:
+                        keep = await self._handle(item)
+                    except ConnectionClosed:
+                        raise
+                    except Exception as exc:  # never let one message kill the node
+                        self.node.log.exception("error handling client message")
+                        await self.send(ErrorMessage(500, f"internal error: {type(exc).__name__}"))
+                        keep = True
+                    if not keep:
+                        return
+        except ConnectionClosed:
+            pass
+        finally:
+            for live in self.subscriptions.values():
+                self.node.remove_interest(live.sub.map_name)
+            self.subscriptions.clear()
+
+    def on_changes(self, changed: list[tuple[str, str, Any]], now_ms: int) -> None:
+        """QUERY_UPDATE for every live query whose result a changed record enters/leaves."""
+        if not self.subscriptions or self._closing:
+            return
+        for live in list(self.subscriptions.values()):
+            name, query = live.sub.map_name, live.sub.query
+            for map_name, key, rec in changed:
+                if map_name != name:
+                    continue
+                if rec.is_live(now_ms) and q.matches(key, rec.value, query):
+                    kind = "UPDATE" if key in live.keys else "ENTER"
+                    live.keys.add(key)
+                    value = rec.value
+                elif key in live.keys:
+                    live.keys.discard(key)
+                    kind, value = ("REMOVE" if rec.value is None else "LEAVE"), None
+                else:
+                    continue
+                msg = QueryUpdate(live.sub.query_id, key, value, kind)
+                self.node._spawn(self.send(msg))
+
+    async def _handle(self, item: Message | ProtocolError) -> bool:
+        if isinstance(item, ProtocolError):
+            await self.send(
+                ErrorMessage(400, f"Invalid message format: {item}", {"type": item.msg_type})
+            )
+            return True
+        if isinstance(item, Ping):
+            now = float(self.node.config.clock_ms())
+            await self.send(Pong(item.timestamp, now))
+            return True
+        if isinstance(item, Auth):
+            if self.principal is not None:
+                return True  # duplicate AUTH after success is ignored, as the reference does
+            try:
+                self.principal = self.node.verify_client_token(item.token)
+            except AuthError as exc:
+                await self.send(AuthFail(str(exc), CLOSE_UNAUTHORIZED))
+                await self._close(CLOSE_UNAUTHORIZED, "Unauthorized")
+                return False
+            await self.send(AuthAck())
+            return True
+        if self.principal is None:
+            await self._close(CLOSE_UNAUTHORIZED, "Auth required")
+            return False
+        if isinstance(item, OpBatch):
+            await self._on_ops(list(item.ops), single=False)
+        elif isinstance(item, ClientOpMessage):
+            await self._on_ops([item.op], single=True)
+        elif isinstance(item, PartitionMapRequest):
+            table = self.node.table
+            if table is not None and item.current_version < table.version:
+                await self.send(PartitionMap(table))
+        elif isinstance(item, QuerySub):
+            await self._on_query(item)
+        elif isinstance(item, QueryUnsub):
+            live = self.subscriptions.pop(item.query_id, None)
+            if live is not None:
+                self.node.remove_interest(live.sub.map_name)
+        elif isinstance(item, Unsupported):
+            await self.send(ErrorMessage(501, f"{item.msg_type} is not supported by this server"))
+        else:
+            await self.send(ErrorMessage(400, f"unexpected message type {item.TYPE} from a client"))
+        return True
+
+    async def _on_ops(self, ops: list[ClientOp], *, single: bool) -> None:
+        limit = self.node.config.max_batch_ops
+        if len(ops) > limit:
+            self.node.metrics.ops_rejected.inc(len(ops))
+            await self.send(
+                ErrorMessage(413, f"batch of {len(ops)} ops exceeds the limit of {limit}")
+            )
+            return
+        from topgun.server.node import Outcome
+
+        outcomes: list[Outcome | None] = [None] * len(ops)
+        allowed: list[int] = []
+        for i, op in enumerate(ops):
+            if authorize(self.principal, WRITE, op.map_name):
+                allowed.append(i)
+            else:
+                outcomes[i] = Outcome(False, "FORBIDDEN")
+        if allowed:
+            done = await self.node.execute([ops[i] for i in allowed])
+            for i, o in zip(allowed, done, strict=True):
+                outcomes[i] = o
+        final = [o if o is not None else Outcome(False, "INTERNAL") for o in outcomes]
+        await self._reply(ops, final, single=single)
+
+    async def _reply(self, ops: list[ClientOp], outcomes: list[Outcome], *, single: bool) -> None:
+        results = []
+        last_id = "0"
+        prefix_ok = True
+        not_owner = False
+        for n, (op, o) in enumerate(zip(ops, outcomes, strict=True)):
+            op_id = op.id if op.id is not None else str(n)
+            results.append(OpResult(op_id, o.ok, o.level if o.ok else "APPLIED", o.error))
+            if o.ok and prefix_ok:
+                if op.id is not None:
+                    last_id = op.id
+            else:
+                prefix_ok = False
+            if not o.ok:
+                not_owner = not_owner or o.hint is not None
+                if o.hint is not None or single:
+                    code = 409 if o.hint is not None else 400
+                    await self.send(OpRejected(op_id, o.error or "REJECTED", code, o.hint))
+        await self.send(OpAck(last_id, tuple(results)))
+        table = self.node.table
+        if not_owner and table is not None:
+            await self.send(PartitionMap(table))
+
+    async def _on_query(self, sub: QuerySub) -> None:
+        if not authorize(self.principal, READ, sub.map_name):
+            await self.send(ErrorMessage(403, f"Access Denied for map {sub.map_name}"))
+            return
+        previous = self.subscriptions.pop(sub.query_id, None)
+        if previous is not None:
+            self.node.remove_interest(previous.sub.map_name)
+        live = LiveQuery(sub)
+        # Register first so that changes racing with the initial answer are not missed.
+        self.subscriptions[sub.query_id] = live
+        self.node.add_interest(sub.map_name)
+        try:
+            rows = await self.node.run_query(sub.map_name, sub.query)
+        except Exception as exc:
+            self.node.log.exception("query failed")
+            await self.send(QueryResp(sub.query_id, (), None, f"query failed: {exc}"))
+            return
+        live.keys.update(k for k, _ in rows)
+        await self.send(QueryResp(sub.query_id, tuple(rows)))

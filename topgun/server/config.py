@@ -1,0 +1,67 @@
+"""Configuration of one server node."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+DEV_SECRET = "topgun-secret-dev"
+"""The reference's development secret; used only when ``dev`` is set."""
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class NodeConfig:
+    """Everything a :class:`~topgun.server.ServerNode` needs; timing knobs have defaults.
+
+    ``peers`` are other nodes' *cluster* addresses (``host:port``). ``advertise_url`` is the
+    client URL put in the partition table; it defaults to ``ws://HOST:PORT`` with the bound
+    client port. With neither secret given the node refuses to start unless ``dev`` is set.
+    """
+
+    node_id: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    cluster_port: int = 0
+    peers: list[str] = field(default_factory=list)
+    advertise_url: str | None = None
+    jwt_secret: str | None = None
+    cluster_secret: str | None = None
+    dev: bool = False
+    heartbeat_interval_s: float = 0.5
+    failure_timeout_s: float = 3.0
+    client_idle_timeout_s: float = 20.0
+    request_timeout_s: float = 5.0
+    query_timeout_s: float = 3.0
+    shutdown_timeout_s: float = 5.0
+    max_frame_bytes: int = 16 * 1024 * 1024
+    max_batch_ops: int = 10_000
+    max_drift_ms: int = 60_000
+    shutdown_retry_after_ms: int = 5000
+    clock_ms: Callable[[], int] = wall_clock_ms
+
+    def resolved_secrets(self) -> tuple[str, str]:
+        """(jwt secret, cluster secret); raises ValueError when missing and not ``dev``."""
+        jwt_secret, cluster_secret = self.jwt_secret, self.cluster_secret
+        if self.dev:
+            jwt_secret = jwt_secret or DEV_SECRET
+            cluster_secret = cluster_secret or DEV_SECRET
+        if not jwt_secret or not cluster_secret:
+            raise ValueError(
+                "a JWT secret and a cluster secret are required (or pass dev=True / --dev "
+                f"to use the development secret {DEV_SECRET!r})"
+            )
+        return jwt_secret, cluster_secret
+
+    def validate(self) -> None:
+        if not self.node_id or ":" in self.node_id or len(self.node_id) > 128:
+            raise ValueError("node_id must be 1-128 characters without ':'")
+        if self.heartbeat_interval_s <= 0 or self.failure_timeout_s <= self.heartbeat_interval_s:
+            raise ValueError("need 0 < heartbeat_interval_s < failure_timeout_s")
+        if self.max_batch_ops < 1 or self.max_frame_bytes < 1024:
+            raise ValueError("max_batch_ops must be >= 1 and max_frame_bytes >= 1024")
+        self.resolved_secrets()
