@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     node.add_argument("--heartbeat-interval", type=float, default=None, metavar="SECONDS")
     node.add_argument("--failure-timeout", type=float, default=None, metavar="SECONDS")
     node.add_argument("--client-idle-timeout", type=float, default=None, metavar="SECONDS")
+    node.add_argument("--shutdown-notice", type=float, default=None, metavar="SECONDS",
+                      help="how long a leaving node waits for clients to move away")  # fmt: skip
+    node.add_argument("--forward-writes", action=argparse.BooleanOptionalAction, default=True,
+                      help="forward writes for partitions owned elsewhere (default), "
+                      "or refuse them with NOT_OWNER")  # fmt: skip
     node.add_argument("--log-level", default="INFO")
 
     tok = sub.add_parser("token", help="print a signed HS256 token")
@@ -54,6 +59,7 @@ def _config(args: argparse.Namespace) -> NodeConfig:
         jwt_secret=args.jwt_secret,
         cluster_secret=args.cluster_secret,
         dev=args.dev,
+        forward_writes=args.forward_writes,
     )
     if args.heartbeat_interval is not None:
         cfg.heartbeat_interval_s = args.heartbeat_interval
@@ -61,6 +67,8 @@ def _config(args: argparse.Namespace) -> NodeConfig:
         cfg.failure_timeout_s = args.failure_timeout
     if args.client_idle_timeout is not None:
         cfg.client_idle_timeout_s = args.client_idle_timeout
+    if args.shutdown_notice is not None:
+        cfg.shutdown_notice_s = args.shutdown_notice
     return cfg
 
 

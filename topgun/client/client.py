@@ -505,9 +505,11 @@ class TopGunClient:
             return
         if isinstance(message, OpAck):
             self._engine.on_ack(conn, message)
+            self._retire_if_idle(conn)
             self._kick_sync()
         elif isinstance(message, OpRejected):
             self._engine.on_rejected(conn, message)
+            self._retire_if_idle(conn)
             self._kick_sync()
         elif isinstance(message, PartitionMap):
             self._on_table(message.table)
@@ -552,8 +554,15 @@ class TopGunClient:
         log.info("node %s announced its shutdown; routing around it", conn.id)
         self._emit(EventKind.NODE_LEAVING, conn.id)
         self.request_table(f"{conn.id} is shutting down", force=True)
+        self._retire_if_idle(conn)
         self._kick_sync()
         self._signal()
+
+    def _retire_if_idle(self, conn: NodeConnection) -> None:
+        """Hang up on a leaving node once nothing sent there awaits its ack: that tells the
+        node this client has moved away, so its shutdown need not wait any longer."""
+        if conn.leaving and not self._engine.busy_on(conn):
+            conn.retire()
 
     def _rename(self, old: str, new: str) -> None:
         """Move one connection object from ``old`` to ``new`` in one step, keeping its place

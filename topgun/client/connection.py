@@ -78,6 +78,7 @@ class NodeConnection:
         self._closing = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._retiring: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<NodeConnection {self.id} {self.url} {self.sm.state}>"
@@ -121,6 +122,19 @@ class NodeConnection:
             self._wake.set()
         elif self.sm.state is ConnState.RECONNECTING:
             self._wake.set()
+
+    def retire(self) -> None:
+        """Close the current session with 1001 (going away); reconnecting carries on, so
+        the node is dialled again only if it stays in the partition table."""
+        ws = self._ws
+        if ws is not None and self._retiring is None:
+            self._retiring = asyncio.get_running_loop().create_task(
+                ws.close(1001, "node is shutting down")
+            )
+            self._retiring.add_done_callback(self._retired)
+
+    def _retired(self, task: asyncio.Task[None]) -> None:
+        self._retiring = None
 
     def force_reconnect(self) -> None:
         ws = self._ws

@@ -117,13 +117,20 @@ class PartitionRouter:
 
     # --- decisions and metrics -----------------------------------------------------------
 
-    def decide(self, key: str, usable: Sequence[str], *, smart: bool = True) -> RouteDecision:
+    def decide(
+        self, key: str, usable: Sequence[str], *, smart: bool = True, prefer: str | None = None
+    ) -> RouteDecision:
         """Pick the node for one op on ``key`` among ``usable`` node ids (in preference
         order) and count the decision. ``smart=False`` always picks ``usable[0]`` (the node
-        that forwards) and counts a fallback."""
+        that forwards) and counts a fallback. ``prefer`` is an owner a server named in a
+        NOT_OWNER refusal: a redirect is followed when that node is usable, in either mode,
+        and counts as direct."""
         pid = partition_id(key)
         first = usable[0] if usable else None
         self.metrics.total_routes += 1
+        if prefer is not None and prefer in usable:
+            self.metrics.direct_routes += 1
+            return RouteDecision(prefer, RouteKind.DIRECT, pid)
         if not smart:
             self.metrics.fallback_routes += 1
             return RouteDecision(first, RouteKind.FALLBACK, pid)

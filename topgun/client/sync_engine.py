@@ -78,6 +78,8 @@ class PendingOp:
     not_before: float = 0.0
     parked: str | None = None
     last_route: RouteKind | None = None
+    redirect: str | None = None
+    """The owner named by the last NOT_OWNER refusal: where the retry goes, if usable."""
 
     def to_client_op(self) -> ClientOp:
         return ClientOp(self.map_name, self.key, self.record, self.op_type, str(self.id))
@@ -179,6 +181,10 @@ class SyncEngine:
     def in_flight_count(self) -> int:
         return sum(1 for op in self._ops.values() if op.batch is not None)
 
+    def busy_on(self, conn: object) -> bool:
+        """Does ``conn`` carry a batch still waiting for its ack?"""
+        return any(b.conn is conn for b in self._batches.values())
+
     def parked(self) -> list[tuple[int, str]]:
         return [(op.id, op.parked) for op in self._ops.values() if op.parked is not None]
 
@@ -209,7 +215,9 @@ class SyncEngine:
             if self.router is None:
                 target: str | None = usable[0]
             else:
-                decision = self.router.decide(op.key, usable, smart=self.smart_routing)
+                decision = self.router.decide(
+                    op.key, usable, smart=self.smart_routing, prefer=op.redirect
+                )
                 target = decision.node_id
                 op.last_route = decision.kind
             if target is not None:
@@ -359,6 +367,7 @@ class SyncEngine:
     def _not_owner(self, op: PendingOp, hint: NotOwnerHint | None) -> None:
         now = self._clock()
         op.attempts += 1
+        op.redirect = hint.current_owner if hint is not None else None
         if op.first_refusal is None:
             op.first_refusal = now
         if self.router is not None:

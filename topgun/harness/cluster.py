@@ -31,7 +31,7 @@ from topgun.harness.loop import LoopThread
 from topgun.harness.waiting import eventually
 from topgun.server.auth import make_token
 
-DEFAULT_SECRET = "topgun-harness-secret"
+DEFAULT_SECRET = "topgun-harness-secret-for-local-tests"  # HS256 wants >= 32 bytes
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
 
@@ -289,7 +289,11 @@ class ProcessCluster(ClusterController):
         for peer in peers:
             cmd += ["--peer", peer]
         for name, value in self.settings.node_options.items():
-            cmd += ["--" + name.replace("_", "-"), str(value)]
+            flag = name.replace("_", "-")
+            if isinstance(value, bool):
+                cmd.append(f"--{flag}" if value else f"--no-{flag}")
+            else:
+                cmd += [f"--{flag}", str(value)]
         return cmd
 
     def _launch(self, node_id: str, peers: list[str], ports: tuple[int, int]) -> None:

@@ -31,6 +31,8 @@ class LoopThread:
         try:
             return future.result(timeout)
         except TimeoutError:
+            if future.done():  # the coroutine's own TimeoutError: let it speak for itself
+                raise
             future.cancel()
             raise TimeoutError(f"gave up after {timeout:.1f} s") from None
 

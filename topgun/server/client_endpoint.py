@@ -69,6 +69,7 @@ class ClientSession:
         self.last_activity = time.monotonic()
         self.subscriptions: dict[str, LiveQuery] = {}
         self._closing = False
+        self._announced = False
 
     # --------------------------------------------------------------- sending
 
@@ -98,9 +99,18 @@ class ClientSession:
             await asyncio.wait_for(self.ws.close(code, reason), 2.0)
         self.abort()
 
+    @property
+    def authenticated(self) -> bool:
+        return self.principal is not None and not self._closing
+
+    async def announce_shutdown(self) -> None:
+        if not self._announced:
+            self._announced = True
+            await self.send(ShutdownPending(self.node.config.shutdown_retry_after_ms))
+
     async def close_for_shutdown(self) -> None:
+        await self.announce_shutdown()
         self._closing = True
-        await self.send(ShutdownPending(self.node.config.shutdown_retry_after_ms))
         await self._close(CLOSE_GOING_AWAY, "Server Shutdown")
 
     # --------------------------------------------------------------- receiving

@@ -38,6 +38,12 @@ class NodeConfig:
     request_timeout_s: float = 5.0
     query_timeout_s: float = 3.0
     shutdown_timeout_s: float = 5.0
+    shutdown_notice_s: float = 2.0
+    """After SHUTDOWN_PENDING, how long a leaving node waits for its clients to move away
+    before the partition table changes (topgun clients go at once; others ignore it)."""
+    forward_writes: bool = True
+    """Forward writes for partitions owned elsewhere; when off, refuse them with NOT_OWNER
+    (the client then retries at the owner), which saves a peer hop per such write."""
     max_frame_bytes: int = 16 * 1024 * 1024
     max_batch_ops: int = 10_000
     max_drift_ms: int = 60_000

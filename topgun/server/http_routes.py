@@ -46,6 +46,8 @@ class HttpRoutes:
             )
         if path == "/admin" or path.startswith("/admin/"):
             return self._admin(conn, request, path)
+        if self.node.state in ("leaving", "stopped"):
+            return _json(conn, HTTPStatus.SERVICE_UNAVAILABLE, {"error": "node is shutting down"})
         return None
 
     def _admin(self, conn: ServerConnection, request: Request, path: str) -> Response:

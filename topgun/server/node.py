@@ -107,6 +107,7 @@ class ServerNode:
         self._synced: dict[int, set[str]] = {}
         self._migrating: set[tuple[int, str]] = set()
         self._sessions: set[Any] = set()
+        self._sessions_changed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._client_server: Server | None = None
         self._cluster_server: Server | None = None
@@ -176,6 +177,7 @@ class ServerNode:
             return
         self.state = "leaving"
         self.log.info("leaving the cluster")
+        await self._announce_shutdown()
         for link in self._all_links():
             self._spawn(self._send_quiet(link, {"t": "LEAVING", "nodeId": self.node_id}))
         self._maybe_plan()
@@ -196,6 +198,22 @@ class ServerNode:
             link.abort()
         await self._stop_everything(graceful=True)
         self.log.info("stopped")
+
+    async def _announce_shutdown(self) -> None:
+        """Send SHUTDOWN_PENDING, then wait until the clients have moved away (or the notice
+        period ends) before the table changes.
+
+        A client routes around a node from its notice on and closes its connection once
+        nothing is in flight there, so every write it makes meanwhile already goes to the
+        other nodes, and this node still serves what was sent to it before the notice.
+        """
+        sessions = list(self._sessions)
+        await asyncio.gather(*(s.announce_shutdown() for s in sessions), return_exceptions=True)
+        deadline = time.monotonic() + self.config.shutdown_notice_s
+        while any(s.authenticated for s in self._sessions) and time.monotonic() < deadline:
+            self._sessions_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sessions_changed.wait(), deadline - time.monotonic())
 
     def _holds_partitions(self) -> bool:
         t = self.table
@@ -282,6 +300,7 @@ class ServerNode:
             await session.run()
         finally:
             self._sessions.discard(session)
+            self._sessions_changed.set()
             self.metrics.connections.set(len(self._sessions))
 
     def _push_table(self) -> None:
@@ -774,6 +793,8 @@ class ServerNode:
                 local.append(i)
             elif forwarded:
                 out[i] = self._not_owner(pid)
+            elif not self.config.forward_writes:
+                out[i] = self._not_owner(pid, "this node does not forward writes")
             elif self._link_for(t.owners[pid]) is not None:
                 remote[t.owners[pid]].append(i)
             else:

@@ -106,3 +106,18 @@ def test_staleness_and_stats() -> None:
         "last_refresh": 1_000_000,
         "is_stale": False,
     }
+
+
+def test_a_not_owner_redirect_is_followed_in_either_mode_and_counts_direct() -> None:
+    r = PartitionRouter()
+    r.update_table(table(1))
+    owner = r.route("key-1").owner  # type: ignore[union-attr]
+    other = next(i for i in IDS if i != owner)
+    for smart in (True, False):
+        d = r.decide("key-1", [other, owner], smart=smart, prefer=owner)
+        assert (d.node_id, d.kind) == (owner, RouteKind.DIRECT)
+    # a redirect to a node that is not usable falls back to the usual decision
+    d = r.decide("key-1", [other], smart=False, prefer=owner)
+    assert (d.node_id, d.kind) == (other, RouteKind.FALLBACK)
+    assert r.get_metrics()["direct_routes"] == 2
+    assert r.get_metrics()["total_routes"] == 3
