@@ -251,38 +251,42 @@ class SyncEngine:
         return None
 
     def on_ack(self, conn: object, ack: OpAck) -> list[int]:
-        """Apply an OP_ACK that arrived on connection ``conn``; return the op ids resolved."""
+        """Apply an OP_ACK that arrived on connection ``conn``; return the op ids resolved.
+
+        With per-op ``results`` each op is matched by its id among the ops waiting on
+        ``conn``; with ``lastId`` only (the reference server), the batch on ``conn`` that
+        ended with that id is acknowledged up to it.
+        """
         self.stats.acks += 1
-        batch = self._batch_for_ack(conn, ack.last_id)
         done: list[int] = []
         if ack.results is not None:
-            on_conn = (
-                batch.op_ids
-                if batch is not None
-                else {i for b in self._batches.values() if b.conn is conn for i in b.op_ids}
-            )
+            answered: dict[int, InFlightBatch] = {}
             for result in ack.results:
                 op_id = _as_int(result.op_id)
-                if op_id is None or op_id not in on_conn or op_id not in self._ops:
+                op = None if op_id is None else self._ops.get(op_id)
+                if op is None or op.batch is None or op.batch.conn is not conn:
                     continue
-                op = self._ops[op_id]
+                answered[op.batch.seq] = op.batch
                 self._detach(op)
                 if result.success:
-                    done.append(op_id)
+                    done.append(op.id)
                 elif is_not_owner_result(result.error):
                     self._not_owner(op, None)
                 else:
                     self._reject(op, result.error or "rejected by the server")
-        elif batch is not None:
+            for batch in answered.values():  # ops the ack did not list go back to pending
+                self._requeue(batch)
+                self.transport.report_success(batch.node_id)
+        else:
+            acked = self._batch_for_ack(conn, ack.last_id)
             last = _as_int(ack.last_id)
-            if last is not None:
-                for op_id in sorted(batch.op_ids):
+            if acked is not None and last is not None:
+                for op_id in sorted(acked.op_ids):
                     if op_id <= last and op_id in self._ops:
                         self._detach(self._ops[op_id])
                         done.append(op_id)
-        if batch is not None:
-            self._drop_batch(batch)
-            self.transport.report_success(batch.node_id)
+                self._requeue(acked)
+                self.transport.report_success(acked.node_id)
         self._resolve(done)
         return done
 
@@ -345,13 +349,15 @@ class SyncEngine:
     # --- internals -----------------------------------------------------------------------
 
     def _detach(self, op: PendingOp) -> None:
+        """The op's answer arrived: it leaves its batch, and an emptied batch is done (left
+        behind, it would later match an ack meant for a newer batch with the same lastId,
+        and time out against a healthy node)."""
         batch = op.batch
         if batch is not None:
             batch.op_ids.discard(op.id)
             op.batch = None
-
-    def _drop_batch(self, batch: InFlightBatch) -> None:
-        self._requeue(batch)
+            if not batch.op_ids:
+                self._batches.pop(batch.seq, None)
 
     def _requeue(self, batch: InFlightBatch) -> int:
         self._batches.pop(batch.seq, None)

@@ -272,3 +272,32 @@ def test_restart_resends_what_was_never_acknowledged(kind: str, tmp_path: Any) -
     assert again.load() == 2
     again.sync()
     assert [op.id for op in transport2.sent[0][1].ops] == [str(ids[1]), str(ids[2])]
+
+
+def test_an_ack_after_a_refusal_on_the_same_node_resolves_the_retry() -> None:
+    """A refused batch leaves nothing behind: the retry to the same node, ending with the
+    same op id, is what the next OP_ACK answers (seen against a failing-over cluster)."""
+    engine, transport, _router, clock, hlc = make(nodes=["node-a"])
+    op_id = put(engine, hlc, "key-1")
+    engine.sync()
+    conn = transport.conns["node-a"]
+    engine.on_rejected(conn, OpRejected(str(op_id), NOT_OWNER, 409))
+    engine.on_ack(conn, OpAck("0", (OpResult(str(op_id), False, error=NOT_OWNER),)))
+    clock.now += 1.0
+    assert engine.sync() == 1  # the retry
+    assert engine.on_ack(conn, OpAck(str(op_id), (OpResult(str(op_id), True),))) == [op_id]
+    assert engine.pending_count() == 0
+    assert engine.next_wakeup() is None  # no stale batch left to time out
+    assert transport.failures == []
+
+
+def test_a_reference_ack_does_not_match_an_emptied_batch() -> None:
+    engine, transport, _router, clock, hlc = make(nodes=["node-a"])
+    op_id = put(engine, hlc, "key-1")
+    engine.sync()
+    conn = transport.conns["node-a"]
+    engine.on_rejected(conn, OpRejected(str(op_id), NOT_OWNER, 409))
+    clock.now += 1.0
+    engine.sync()
+    assert engine.on_ack(conn, OpAck(str(op_id))) == [op_id]  # lastId only
+    assert engine.pending_count() == 0
