@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -27,8 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     node.add_argument("--peer", action="append", default=[], metavar="HOST:PORT",
                       help="a peer's cluster address (repeatable)")  # fmt: skip
     node.add_argument("--advertise-url", default=None)
-    node.add_argument("--jwt-secret", default=None)
-    node.add_argument("--cluster-secret", default=None)
+    node.add_argument("--jwt-secret", default=os.environ.get("TOPGUN_JWT_SECRET"),
+                      help="HS256 secret for client tokens (or env TOPGUN_JWT_SECRET)")  # fmt: skip
+    node.add_argument("--cluster-secret", default=os.environ.get("TOPGUN_CLUSTER_SECRET"),
+                      help="peer-link secret (or env TOPGUN_CLUSTER_SECRET)")  # fmt: skip
     node.add_argument("--dev", action="store_true", help=f"use {DEV_SECRET!r} for missing secrets")
     node.add_argument("--heartbeat-interval", type=float, default=None, metavar="SECONDS")
     node.add_argument("--failure-timeout", type=float, default=None, metavar="SECONDS")

@@ -30,6 +30,7 @@ def _cluster_client(context, count, user, **options):
         ClientDriver.for_cluster(world.loop, seeds, world.cluster.token(user), **options)
     )
     driver.start(world.limit(10))
+    driver.wait_signed_in(count, world.limit(5))
     return driver
 
 
@@ -95,14 +96,7 @@ def another_client_can_write(context, user, value, key, map_name):
 
 @then("the client is signed in to all {count:d} nodes within {secs:g} seconds")
 def signed_in_everywhere(context, count, secs):
-    driver = context.world.client
-
-    def all_authenticated():
-        states = driver.states()
-        signed_in = [c for c, s in states.items() if s == "AUTHENTICATED"]
-        assert_that(len(signed_in), equal_to(count), f"connection states {states}")
-
-    eventually(all_authenticated, context.world.limit(secs), "every connection signed in")
+    context.world.client.wait_signed_in(count, context.world.limit(secs))
 
 
 @then("the client holds a partition map of {partitions:d} partitions within {secs:g} seconds")

@@ -14,7 +14,7 @@ from typing import Any
 from topgun.client import ClusterConfig, ClusterEvent, EventKind, MemoryStorage, TopGunClient
 from topgun.core.table import PartitionTable
 from topgun.harness.loop import LoopThread
-from topgun.harness.waiting import WaitTimeout
+from topgun.harness.waiting import WaitTimeout, eventually
 
 CALL_TIMEOUT_S = 10.0
 
@@ -43,6 +43,21 @@ class ClientDriver:
 
     def start(self, within: float) -> None:
         self.loop.run(self.client.start(timeout=within), within + CALL_TIMEOUT_S)
+
+    def wait_signed_in(self, count: int, within: float) -> dict[str, str]:
+        """Wait until ``count`` connections are authenticated and known by node id."""
+
+        def signed_in() -> dict[str, str]:
+            states = self.states()
+            done = [c for c, s in states.items() if s == "AUTHENTICATED" and c in self.node_ids()]
+            assert len(done) == count, f"connection states {states}"
+            return states
+
+        return eventually(signed_in, within, f"{count} connections signed in")
+
+    def node_ids(self) -> list[str]:
+        table = self.table()
+        return [] if table is None else table.node_ids()
 
     def write(self, map_name: str, key: str, value: Any) -> None:
         self.loop.call(lambda: self.client.get_map(map_name).set(key, value))

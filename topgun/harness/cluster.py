@@ -284,8 +284,6 @@ class ProcessCluster(ClusterController):
     def _command(self, node_id: str, peers: list[str], ports: tuple[int, int]) -> list[str]:
         cmd = [sys.executable, "-m", "topgun", "node", "--node-id", node_id]
         cmd += ["--host", "127.0.0.1", "--port", str(ports[0]), "--cluster-port", str(ports[1])]
-        cmd += ["--jwt-secret", self.settings.jwt_secret]
-        cmd += ["--cluster-secret", self.settings.cluster_secret]
         for peer in peers:
             cmd += ["--peer", peer]
         for name, value in self.settings.node_options.items():
@@ -305,7 +303,12 @@ class ProcessCluster(ClusterController):
             stderr=log,
             stdin=subprocess.DEVNULL,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={  # secrets by environment: a command line is visible to every local user
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+                "TOPGUN_JWT_SECRET": self.settings.jwt_secret,
+                "TOPGUN_CLUSTER_SECRET": self.settings.cluster_secret,
+            },
         )
         log.close()
         ready = _read_ready_line(popen, START_TIMEOUT_S)
