@@ -249,6 +249,10 @@ class TopGunClient:
             return 0
         return self._engine.sync()
 
+    def get_in_flight(self) -> dict[str, list[int]]:
+        """Op ids sent and still awaiting their ack, by node: where writes went."""
+        return self._engine.in_flight_by_node()
+
     def pending_count(self) -> int:
         """Ops not yet acknowledged by the server."""
         return self._engine.pending_count()

@@ -181,6 +181,13 @@ class SyncEngine:
     def in_flight_count(self) -> int:
         return sum(1 for op in self._ops.values() if op.batch is not None)
 
+    def in_flight_by_node(self) -> dict[str, list[int]]:
+        """Op ids sent and awaiting their ack, by the node they were sent to."""
+        out: dict[str, list[int]] = {}
+        for batch in self._batches.values():
+            out.setdefault(batch.node_id, []).extend(sorted(batch.op_ids))
+        return out
+
     def busy_on(self, conn: object) -> bool:
         """Does ``conn`` carry a batch still waiting for its ack?"""
         return any(b.conn is conn for b in self._batches.values())

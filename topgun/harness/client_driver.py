@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from topgun.client import ClusterConfig, ClusterEvent, EventKind, MemoryStorage, TopGunClient
@@ -17,6 +18,14 @@ from topgun.harness.loop import LoopThread
 from topgun.harness.waiting import WaitTimeout, eventually
 
 CALL_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Departure:
+    """How the client noticed a node going, and where the write made then was sent."""
+
+    event: ClusterEvent
+    sent_to: list[str]
 
 
 class ClientDriver:
@@ -71,7 +80,7 @@ class ClientDriver:
         *,
         depart: Callable[[], None],
         within: float,
-    ) -> ClusterEvent:
+    ) -> Departure:
         """Make ``node_id`` leave with ``depart()`` and write the moment the client notices.
 
         The write is made and routed inside the client's own notification (the node's
@@ -79,15 +88,18 @@ class ClientDriver:
         else, so it is routed with what the client knew at that moment, not with the
         partition map the cluster publishes a moment later.
         """
-        noticed: list[ClusterEvent] = []
+        noticed: list[Departure] = []
         done = threading.Event()
 
         def on_event(event: ClusterEvent) -> None:
             if done.is_set() or not self._departed(event, node_id):
                 return
+            before = self.client.get_in_flight()
             self.client.get_map(map_name).set(key, value)
             self.client.sync_now()
-            noticed.append(event)
+            after = self.client.get_in_flight()
+            sent_to = sorted(n for n, ops in after.items() if set(ops) - set(before.get(n, ())))
+            noticed.append(Departure(event, sent_to))
             done.set()
 
         self.loop.call(self.client.add_listener, on_event)
