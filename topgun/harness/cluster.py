@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -208,7 +209,8 @@ class EmbeddedCluster(ClusterController):
         self._logs = _NodeLogBuffer()
         self._logger = logging.getLogger("topgun")
         self._logger.addHandler(self._logs)
-        if self._logger.level == logging.NOTSET or self._logger.level > logging.INFO:
+        self._level = self._logger.level
+        if self._level == logging.NOTSET or self._level > logging.INFO:
             self._logger.setLevel(logging.INFO)
 
     def _launch(self, node_id: str, peers: list[str], ports: tuple[int, int]) -> None:
@@ -258,6 +260,7 @@ class EmbeddedCluster(ClusterController):
                 logging.getLogger(__name__).exception("could not stop %s", node_id)
             self.down.add(node_id)
         self._logger.removeHandler(self._logs)
+        self._logger.setLevel(self._level)
 
 
 # --- OS processes ---------------------------------------------------------------------
@@ -375,6 +378,7 @@ class ProcessCluster(ClusterController):
         for proc in self.procs.values():
             if proc.popen.stdout is not None:
                 proc.popen.stdout.close()
+        shutil.rmtree(self.log_dir, ignore_errors=True)  # logs were attached if they mattered
 
 
 def _read_ready_line(popen: subprocess.Popen[str], within: float) -> dict[str, Any] | None:
