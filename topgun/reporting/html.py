@@ -1,8 +1,9 @@
 """Build the Allure HTML report from one or more results directories, offline.
 
 Usage: ``python -m topgun.reporting.html RESULTS_DIR [RESULTS_DIR ...] -o reports/allure-report``.
-Runs the Allure 3 command pinned in ``package-lock.json`` (``npx --no-install allure``),
-after adding ``environment.properties`` and ``categories.json`` to each results directory.
+Runs the Allure 3 command pinned in ``package-lock.json`` (``npx --no-install allure``) with
+``allurerc.json``, after adding ``environment.properties`` and ``categories.json`` to each
+results directory.
 Allure's ``generate`` neither empties its output folder nor stops adding to its history, so
 the folder is emptied first; the analytics script tag it embeds is removed afterwards.
 """
@@ -20,6 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from topgun.reporting.results import read_results
+
+CONFIG = Path(__file__).resolve().parents[2] / "allurerc.json"
+"""Report settings: grouped epic → feature → story (acceptance criterion)."""
 
 CATEGORIES = [
     {
@@ -44,18 +48,20 @@ _ANALYTICS = re.compile(
 )
 
 
-def write_metadata(results_dir: Path, nodes: int) -> None:
-    modes = sorted({r.cluster for r in read_results(results_dir) if r.cluster}) or ["embedded"]
+def write_metadata(results: Sequence[Path], nodes: int) -> None:
+    """The same environment and categories in every results directory of one report."""
+    modes = sorted({r.cluster for d in results for r in read_results(d) if r.cluster})
     props = {
         "Python": platform.python_version(),
         "Platform": platform.platform(terse=True),
-        "Cluster.mode": ",".join(modes),
+        "Cluster.mode": ", ".join(modes) or "embedded",
         "Cluster.nodes": str(nodes),
         "Partitions": "271",
     }
     text = "".join(f"{k}={v}\n" for k, v in props.items())
-    (results_dir / "environment.properties").write_text(text, encoding="utf-8")
-    (results_dir / "categories.json").write_text(json.dumps(CATEGORIES, indent=2), "utf-8")
+    for results_dir in results:
+        (results_dir / "environment.properties").write_text(text, encoding="utf-8")
+        (results_dir / "categories.json").write_text(json.dumps(CATEGORIES, indent=2), "utf-8")
 
 
 def strip_analytics(report_dir: Path) -> int:
@@ -70,12 +76,11 @@ def strip_analytics(report_dir: Path) -> int:
 
 
 def generate(results: Sequence[Path], output: Path, *, nodes: int, name: str) -> None:
-    for directory in results:
-        write_metadata(directory, nodes)
+    write_metadata(results, nodes)
     if output.exists():
         shutil.rmtree(output)
     command = ["npx", "--no-install", "allure", "generate", *map(str, results)]
-    command += ["-o", str(output), "--name", name]
+    command += ["--config", str(CONFIG), "-o", str(output), "--name", name]
     subprocess.run(command, check=True, timeout=600)
     strip_analytics(output)
     if not (output / "index.html").is_file():
