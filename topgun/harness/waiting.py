@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -44,3 +44,26 @@ async def eventually_async(
             if time.monotonic() >= deadline:
                 raise WaitTimeout(f"{what} not reached within {within:.2f} s: {exc}") from exc
         await asyncio.sleep(POLL_INTERVAL_S)
+
+
+async def wait_until(
+    predicate: Callable[[], Any] | Callable[[], Awaitable[Any]],
+    within: float = 5.0,
+    what: str = "condition",
+) -> Any:
+    """Await a truthy ``predicate()`` (plain or coroutine function) and return its value.
+
+    The predicate form of :func:`eventually_async`, for conditions that are simpler to state
+    as a value than as an assertion.
+    """
+    last: list[Any] = [None]
+
+    async def check() -> Any:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        last[0] = result
+        assert result, f"last seen: {result!r}"
+        return result
+
+    return await eventually_async(check, within, what)

@@ -34,6 +34,11 @@ class NodeMetrics:
         self.replication_pending = Gauge(
             "topgun_replication_pending", "Replication requests awaiting a backup ack", registry=r
         )
+        self.peer_auth_failures = Counter(
+            "topgun_peer_auth_failures",
+            "Inbound peer handshakes refused (wrong or missing cluster secret, timeout, id clash)",
+            registry=r,
+        )
         self.migrations = Counter(
             "topgun_partition_migrations", "Partitions sent to a new replica", registry=r
         )

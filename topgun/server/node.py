@@ -349,6 +349,8 @@ class ServerNode:
             remote = await link.handshake(self.me, self._cluster_secret, extra)
         except HandshakeError as exc:
             self.log.warning("peer handshake failed: %s", exc)
+            if not link.outbound:
+                self.metrics.peer_auth_failures.inc()
             with contextlib.suppress(Exception):
                 await link.ws.close(4003, "handshake failed")
             return

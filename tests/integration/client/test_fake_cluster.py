@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -29,18 +30,30 @@ def fast_config(seeds: list[str], **kw: object) -> ClusterConfig:
     return ClusterConfig(seeds=seeds, **opts)  # type: ignore[arg-type]
 
 
-async def started(cluster: FakeCluster, **kw: object) -> TopGunClient:
-    client = TopGunClient(cluster=fast_config(cluster.seeds, **kw), storage=MemoryStorage())
-    client.set_auth_token(TOKEN)
-    await client.start(timeout=5)
-    return client
+@contextlib.asynccontextmanager
+async def running(
+    size: int = 3, endpoint_bug: bool = False, **client_kw: object
+) -> AsyncIterator[tuple[FakeCluster, TopGunClient]]:
+    """A started fake cluster of ``size`` nodes and a client signed in to it; both are
+    closed on exit. ``client_kw`` overrides the fast test configuration."""
+    cluster = await FakeCluster(size=size).start(endpoint_bug=endpoint_bug)
+    try:
+        client = TopGunClient(
+            cluster=fast_config(cluster.seeds, **client_kw), storage=MemoryStorage()
+        )
+        try:
+            client.set_auth_token(TOKEN)
+            await client.start(timeout=5)
+            yield cluster, client
+        finally:
+            await client.close()
+    finally:
+        await cluster.stop()
 
 
 def test_start_routes_directly_and_every_connection_authenticates() -> None:
     async def main() -> None:
-        cluster = await FakeCluster().start()
-        client = await started(cluster)
-        try:
+        async with running() as (cluster, client):
             assert client.is_routing_active()
             assert client.get_partition_table() is not None
             assert client.get_partition_table().partition_count == 271  # type: ignore[union-attr]
@@ -64,18 +77,13 @@ def test_start_routes_directly_and_every_connection_authenticates() -> None:
                 for cid in {c for c, _ in node.received}:
                     first = [m for c, m in node.received if c == cid and not isinstance(m, Ping)]
                     assert isinstance(first[0], Auth)
-        finally:
-            await client.close()
-            await cluster.stop()
 
     run(main())
 
 
 def test_ops_are_grouped_into_one_batch_per_owner() -> None:
     async def main() -> None:
-        cluster = await FakeCluster().start()
-        client = await started(cluster)
-        try:
+        async with running() as (cluster, client):
             await eventually(lambda: len(client.usable_nodes()) == 3)
             m = client.get_map("test")
             keys = [f"k{i}" for i in range(30)]
@@ -88,18 +96,13 @@ def test_ops_are_grouped_into_one_batch_per_owner() -> None:
                 sent = {op.key for b in batches for op in b.ops}  # type: ignore[attr-defined]
                 assert sent == mine
                 assert len(batches) == (1 if mine else 0)
-        finally:
-            await client.close()
-            await cluster.stop()
 
     run(main())
 
 
 def test_owner_killed_write_falls_back_then_direct_again() -> None:
     async def main() -> None:
-        cluster = await FakeCluster().start()
-        client = await started(cluster)
-        try:
+        async with running() as (cluster, client):
             await eventually(lambda: len(client.usable_nodes()) == 3)
             m = client.get_map("test")
             m.set("key-1", {"value": 1})
@@ -134,18 +137,13 @@ def test_owner_killed_write_falls_back_then_direct_again() -> None:
             assert final["direct_routes"] == after["direct_routes"] + 1
             held = cluster.nodes[new_owner].store("test").record("key-1")
             assert held is not None and held.value == {"value": 3}
-        finally:
-            await client.close()
-            await cluster.stop()
 
     run(main())
 
 
 def test_not_owner_refreshes_table_and_retries() -> None:
     async def main() -> None:
-        cluster = await FakeCluster().start()
-        client = await started(cluster)
-        try:
+        async with running() as (cluster, client):
             await eventually(lambda: len(client.usable_nodes()) == 3)
             key = "key-1"
             old_owner = cluster.table.owner_of_key(key)
@@ -173,18 +171,13 @@ def test_not_owner_refreshes_table_and_retries() -> None:
             assert new_owner != old_owner
             assert cluster.nodes[new_owner].store("test").record(key) is not None
             assert cluster.nodes[old_owner].store("test").record(key) is None
-        finally:
-            await client.close()
-            await cluster.stop()
 
     run(main())
 
 
 def test_not_owner_in_results_is_retried_too() -> None:
     async def main() -> None:
-        cluster = await FakeCluster().start()
-        client = await started(cluster, smart_routing=False, not_owner_max_attempts=3)
-        try:
+        async with running(smart_routing=False, not_owner_max_attempts=3) as (cluster, client):
             await eventually(lambda: len(client.usable_nodes()) == 3)
             first = client.usable_nodes()[0]
             node = cluster.nodes[first]
@@ -198,9 +191,6 @@ def test_not_owner_in_results_is_retried_too() -> None:
             node.not_owner = False  # the node learns to forward: the op goes through
             client._engine.on_authenticated()  # revive parked ops as a reconnect would
             await client.flush(timeout=3)
-        finally:
-            await client.close()
-            await cluster.stop()
 
     run(main())
 
@@ -209,11 +199,9 @@ def test_reference_style_acks_only_resolve_that_connections_batch() -> None:
     """§6.4-B: lastId-only acks, per connection, numeric."""
 
     async def main() -> None:
-        cluster = await FakeCluster().start()
-        for node in cluster.nodes.values():
-            node.reference_acks = True
-        client = await started(cluster)
-        try:
+        async with running() as (cluster, client):
+            for node in cluster.nodes.values():
+                node.reference_acks = True
             await eventually(lambda: len(client.usable_nodes()) == 3)
             holder = cluster.table.owner_of_key("a-key")
             cluster.nodes[holder].hold_acks = True
@@ -228,18 +216,13 @@ def test_reference_style_acks_only_resolve_that_connections_batch() -> None:
             cluster.nodes[holder].hold_acks = False
             client._engine.tick()  # nothing overdue yet: no change
             assert client.pending_count() == 1
-        finally:
-            await client.close()
-            await cluster.stop()
 
     run(main())
 
 
 def test_in_flight_ops_are_resent_when_their_connection_dies() -> None:
     async def main() -> None:
-        cluster = await FakeCluster().start()
-        client = await started(cluster)
-        try:
+        async with running() as (cluster, client):
             await eventually(lambda: len(client.usable_nodes()) == 3)
             owner = cluster.table.owner_of_key("key-9")
             cluster.nodes[owner].hold_acks = True
@@ -249,9 +232,6 @@ def test_in_flight_ops_are_resent_when_their_connection_dies() -> None:
             await client.flush(timeout=2)
             backup = cluster.table.backups_of(cluster.partition_of("key-9"))[0]
             assert cluster.nodes[backup].store("test").record("key-9") is not None
-        finally:
-            await client.close()
-            await cluster.stop()
 
     run(main())
 
@@ -260,9 +240,7 @@ def test_unusable_endpoints_never_tear_down_seed_connections() -> None:
     """§6.1: a table advertising ws://unknown:0 keeps the working seed connections."""
 
     async def main() -> None:
-        cluster = await FakeCluster().start(endpoint_bug=True)
-        client = await started(cluster)
-        try:
+        async with running(endpoint_bug=True) as (_, client):
             await eventually(lambda: len(client.usable_nodes()) == 3)
             assert set(client.get_connection_states()) == {"seed-0", "seed-1", "seed-2"}
             m = client.get_map("test")
@@ -270,9 +248,6 @@ def test_unusable_endpoints_never_tear_down_seed_connections() -> None:
             await client.flush(timeout=3)
             metrics = client.get_routing_metrics()
             assert metrics is not None and metrics["fallback_routes"] == 1
-        finally:
-            await client.close()
-            await cluster.stop()
 
     run(main())
 
@@ -281,15 +256,10 @@ def test_pong_reaches_liveness_and_connections_survive_silence() -> None:
     """§6.4-F: PONGs keep each connection alive; the client is never closed by its heartbeat."""
 
     async def main() -> None:
-        cluster = await FakeCluster().start()
-        client = await started(cluster, ping_interval_s=0.05, liveness_timeout_s=0.3)
-        try:
+        async with running(ping_interval_s=0.05, liveness_timeout_s=0.3) as (_, client):
             await eventually(lambda: all(c.pongs >= 5 for c in client._conns.values()), within=5)
             assert all(c.liveness_drops == 0 for c in client._conns.values())
             assert set(client.get_connection_states().values()) == {"AUTHENTICATED"}
-        finally:
-            await client.close()
-            await cluster.stop()
 
     run(main())
 
@@ -298,24 +268,18 @@ def test_total_disconnect_recovers_and_sends_offline_writes() -> None:
     """§6.4-K and L: after every node went away the client reconnects and syncs."""
 
     async def main() -> None:
-        cluster = await FakeCluster(size=1).start()
-        port = int(cluster.seeds[0].rsplit(":", 1)[1])
-        client = await started(cluster)
-        try:
+        async with running(size=1) as (cluster, client):
+            port = int(cluster.seeds[0].rsplit(":", 1)[1])
             node = cluster.nodes["node-0"]
             await node.kill()
             await eventually(lambda: client.usable_nodes() == [], what="disconnected")
             m = client.get_map("test")
             m.set("offline", 1)  # offline-first
             assert m.get("offline") == 1
-            await asyncio.sleep(0)  # let reconnect attempts fail a few times
             await eventually(lambda: client._conns["node-0"].sm.attempts >= 3, within=5)
             await node.start(port)
             await client.flush(timeout=5)
             assert node.store("test").record("offline") is not None
-        finally:
-            await client.close()
-            await cluster.stop()
 
     run(main())
 
@@ -415,10 +379,8 @@ def test_shutdown_notice_routes_around_the_node_before_its_table_changes() -> No
     backup, and listeners hear of it before anything else is handled."""
 
     async def main() -> None:
-        cluster = await FakeCluster().start()
-        client = await started(cluster)
         events: list[ClusterEvent] = []
-        try:
+        async with running() as (cluster, client):
             await eventually(lambda: len(client.usable_nodes()) == 3)
             owner = cluster.table.owner_of_key("key-1")
             m = client.get_map("test")
@@ -447,23 +409,15 @@ def test_shutdown_notice_routes_around_the_node_before_its_table_changes() -> No
             assert held is not None and held.value == {"value": 2}
             leaving = [e for e in events if e.kind is EventKind.NODE_LEAVING]
             assert [e.node_id for e in leaving] == [owner]
-        finally:
-            await client.close()
-            await cluster.stop()
 
     run(main())
 
 
 def test_connection_history_starts_disconnected_and_is_bounded() -> None:
     async def main() -> None:
-        cluster = await FakeCluster().start()
-        client = await started(cluster)
-        try:
+        async with running() as (_, client):
             await eventually(lambda: len(client.usable_nodes()) == 3)
             for history in client.get_connection_history().values():
                 assert history == ["DISCONNECTED", "CONNECTING", "CONNECTED", "AUTHENTICATED"]
-        finally:
-            await client.close()
-            await cluster.stop()
 
     run(main())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -12,6 +11,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from topgun.core.codec import decode_frame, pack
 from topgun.core.errors import ProtocolError
 from topgun.core.hashing import partition_id
+from topgun.harness.waiting import wait_until as eventually
 from topgun.server import NodeConfig, ServerNode
 from topgun.server.auth import make_token
 
@@ -29,17 +29,6 @@ def make_node(node_id: str, peers: list[str] | None = None, **knobs: Any) -> Ser
         **{**FAST, **knobs},
     )
     return ServerNode(cfg)
-
-
-async def eventually(check: Callable[[], Any], within: float = 5.0, what: str = "") -> Any:
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"not true within {within}s: {what} (last={last!r})")
 
 
 def converged(nodes: list[ServerNode]) -> bool:

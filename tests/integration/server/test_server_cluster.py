@@ -225,7 +225,11 @@ def test_stranger_without_cluster_secret_cannot_join() -> None:
         )
         try:
             await stranger.start()
-            await asyncio.sleep(0.5)  # give it time to try (negative check)
+            registry = nodes[0].metrics.registry
+            await eventually(
+                lambda: (registry.get_sample_value("topgun_peer_auth_failures_total") or 0) >= 1,
+                what="node-a refused the stranger's handshake",
+            )
             assert "node-x" not in nodes[0].members()
             assert stranger.members() == ["node-x"]
             # a raw peer connection that does not authenticate gets nothing done
@@ -328,6 +332,7 @@ def test_http_routes() -> None:
             assert health["partitionMapVersion"] == nodes[1].table.version  # type: ignore[union-attr]
             status, body = await http(url, "/metrics")
             assert status == 200 and b"topgun_partition_table_version" in body
+            assert b"\ntopgun_peer_auth_failures_total " in body
             assert (await http(url, "/admin/partitions"))[0] == 401
             assert (await http(url, "/admin/partitions", "garbage"))[0] == 401
             assert (await http(url, "/admin/partitions", token()))[0] == 403
@@ -526,7 +531,9 @@ def test_authority_and_then_another_node_leave_gracefully_without_loss() -> None
     run(scenario())
 
 
-def test_single_write_ack_is_fast_and_backup_is_current_at_ack_time() -> None:
+def test_every_single_write_is_acked_replicated_with_the_backup_current_at_ack_time() -> None:
+    """Ack latency is measured by benchmarks/ack_latency.py, not asserted here."""
+
     async def scenario() -> None:
         nodes = await start_cluster(["node-a", "node-b", "node-c"])
         try:
@@ -535,19 +542,11 @@ def test_single_write_ack_is_fast_and_backup_is_current_at_ack_time() -> None:
             assert t is not None
             backup = next(n for n in nodes if n.node_id == t.backups[KEY1_PID][0])
             c = await WireClient.open(owner.client_url, token())
-            lat = []
             base = int(time.time() * 1000)
             for i in range(400):
-                started = time.perf_counter()
                 ack = await c.write([put(str(i + 1), "key-1", i, millis=base, counter=i)])
-                lat.append(time.perf_counter() - started)
                 assert ack["results"][0]["achievedLevel"] == "REPLICATED"
                 assert backup.store.get("m", "key-1").value == i  # type: ignore[union-attr]
-            median_ms = sorted(lat[50:])[len(lat[50:]) // 2] * 1000
-            print(
-                f"median single-write ack (client, owner, backup on one loop): {median_ms:.3f} ms"
-            )
-            assert median_ms < 2.0  # ~0.5 ms measured; lenient for a loaded CI machine
             await c.close()
         finally:
             await stop_all(nodes)

@@ -13,6 +13,7 @@ from topgun.core.hlc import Timestamp
 from topgun.core.messages import ClientOp, NotOwnerHint, Query
 from topgun.core.records import LWWRecord
 from topgun.core.table import NodeInfo, PartitionTable
+from topgun.harness.waiting import wait_until
 from topgun.server import NodeConfig, ServerNode
 from topgun.server import query as q
 from topgun.server.auth import WRITE, AuthError, Principal, authorize, make_token, verify_token
@@ -157,7 +158,7 @@ def test_owner_acks_only_after_backup_confirmed() -> None:
         b.gate = asyncio.Event()
         node = node_with({236: "a"}, {236: ("b",)}, links={"b": b})
         task = asyncio.create_task(node.execute([op("key-1", 1, "1"), op("key-1", 2, "2")]))
-        await asyncio.sleep(0.01)
+        await wait_until(lambda: b.requests, 2.0, "the backup received the replication request")
         assert not task.done()
         assert len(b.requests) == 1 and len(b.requests[0]["recs"]) == 2  # one round trip per batch
         b.gate.set()
@@ -240,7 +241,15 @@ def test_table_apply_only_newer_and_owner_migrates_to_new_backups() -> None:
         )
         assert not node._apply_table(PartitionTable(5, t.nodes, t.owners, t.backups))
         assert node._apply_table(newer)
-        await asyncio.sleep(0.05)
+
+        def ready_items() -> int:
+            return sum(len(m["items"]) for m in b.sent if m["t"] == "READY")
+
+        await wait_until(
+            lambda: ready_items() >= 271 and node.table is not None and node.table.version >= 7,
+            2.0,
+            "b reported ready for every partition and the authority published its next table",
+        )
         sent = [part for r in b.requests if r.get("t") == "MIGRATE" for part in r["parts"]]
         assert sorted(p for p, _ in sent) == list(range(271))
         assert [p for p, recs in sent if recs] == [236]
@@ -249,8 +258,7 @@ def test_table_apply_only_newer_and_owner_migrates_to_new_backups() -> None:
         assert t7 is not None and t7.version == 7  # one migration round, one move
         assert all(t7.owners[p] == ("a" if p % 2 == 0 else "b") for p in range(271))
         assert all(node._synced[p] == {"b"} for p in range(0, 271, 2))
-        ready_msgs = [m for m in b.sent if m["t"] == "READY"]
-        assert sum(len(m["items"]) for m in ready_msgs) == 271  # the authority learns b is ready
+        assert ready_items() == 271  # the authority learns b is ready
         for task in list(node._tasks):
             task.cancel()
 
@@ -272,10 +280,10 @@ def test_rejoining_member_loses_stale_readiness_and_dead_migration_target_does_n
         link.gate = gate
         node._ready.clear()
         task = asyncio.create_task(node._migrate("b", [1]))
-        await asyncio.sleep(0.01)
+        await wait_until(lambda: link.requests, 2.0, "the migration request reached b")
         node._members["b"] = Member("b", "h:b", "ws://b", "newer-incarnation")
         gate.set()
-        await task
+        await asyncio.wait_for(task, 1)
         assert (1, "b") not in node._ready
         for t in list(node._tasks):
             t.cancel()
