@@ -39,9 +39,8 @@ from topgun.core.messages import (
     OpBatch,
 )
 from topgun.core.records import LWWRecord
-from topgun.core.table import ideal_assignment
-from topgun.harness.waiting import eventually_async
-from topgun.server import NodeConfig, ServerNode
+from topgun.harness.nodes import kill_nodes, start_nodes
+from topgun.server import ServerNode
 from topgun.server.auth import make_token
 
 JWT_SECRET = "bench-jwt-secret-0123456789abcdef01234"
@@ -100,51 +99,6 @@ class WireClient:
 def put(op_id: int, key: str, value: Any, millis: int, counter: int) -> ClientOp:
     record = LWWRecord(value, Timestamp(millis, counter, "bench"))
     return ClientOp(MAP, key, record, "PUT", str(op_id))
-
-
-def formed(nodes: list[ServerNode]) -> bool:
-    """Every node sees all members and serves the same, fully rebalanced table."""
-    ids = sorted(n.node_id for n in nodes)
-    tables = [n.table for n in nodes]
-    if any(n.members() != ids for n in nodes) or any(t is None for t in tables):
-        return False
-    if len({t.version for t in tables if t is not None}) != 1:
-        return False
-    t = tables[0]
-    assert t is not None
-    return sorted(t.node_ids()) == ids and (t.owners, t.backups) == ideal_assignment(ids)
-
-
-async def start_cluster(nodes: list[ServerNode], count: int) -> None:
-    """Start ``count`` nodes into ``nodes`` (so the caller can stop them whatever happens)."""
-    for i in range(1, count + 1):
-        node = ServerNode(
-            NodeConfig(
-                node_id=f"node-{i}",
-                host="127.0.0.1",
-                port=0,
-                cluster_port=0,
-                peers=[n.cluster_address for n in nodes],
-                jwt_secret=JWT_SECRET,
-                cluster_secret=CLUSTER_SECRET,
-            )
-        )
-        nodes.append(node)
-        await asyncio.wait_for(node.start(), STEP_TIMEOUT_S)
-
-    async def check() -> None:
-        assert formed(nodes), "members or tables differ"
-
-    await eventually_async(check, FORM_TIMEOUT_S, f"a cluster of {count} nodes")
-
-
-async def stop_all(nodes: list[ServerNode]) -> None:
-    results = await asyncio.gather(
-        *(asyncio.wait_for(n.kill(), STEP_TIMEOUT_S) for n in nodes), return_exceptions=True
-    )
-    for node, result in zip(nodes, results, strict=True):
-        if isinstance(result, BaseException):
-            print(f"warning: stopping {node.node_id} failed: {result!r}", file=sys.stderr)
 
 
 def ms_percentiles(seconds: list[float]) -> str:
@@ -252,7 +206,13 @@ async def bench(args: argparse.Namespace) -> int:
     token = make_token(JWT_SECRET, sub="bench")
     nodes: list[ServerNode] = []
     try:
-        await start_cluster(nodes, 3)
+        await start_nodes(
+            [f"node-{i}" for i in (1, 2, 3)],
+            jwt_secret=JWT_SECRET,
+            cluster_secret=CLUSTER_SECRET,
+            into=nodes,
+            within=FORM_TIMEOUT_S,
+        )
         written: dict[str, Any] = {}
         lat, failed_a, stale = await single_writes(nodes, token, args.writes, args.warmup, written)
         elapsed, batch_lat, failed_b = await batch_writes(
@@ -265,7 +225,7 @@ async def bench(args: argparse.Namespace) -> int:
         )
         missing = missing_replicas(nodes, written)
     finally:
-        await stop_all(nodes)
+        await kill_nodes(nodes, STEP_TIMEOUT_S)
     ops = args.batches * args.batch_size
     python = sys.version.split()[0]
     print(f"cluster: 3 in-process nodes on 127.0.0.1, one event loop, Python {python}")

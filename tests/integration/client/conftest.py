@@ -4,8 +4,6 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from topgun.harness.waiting import wait_until as eventually  # noqa: F401 (re-exported for tests)
-
 T = TypeVar("T")
 
 

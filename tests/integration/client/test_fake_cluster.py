@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.integration.client.conftest import eventually, run
+from tests.integration.client.conftest import run
 from tests.integration.client.fake_server import TOKEN, FakeCluster
 from topgun import ClusterConfig, MemoryStorage, SqliteStorage, TopGunClient
 from topgun.client import ClusterEvent, EventKind
 from topgun.client.errors import AuthError, FlushTimeout, StartTimeout
 from topgun.core.codec import encode
 from topgun.core.messages import Auth, OpBatch, PartitionMapRequest, Ping, ShutdownPending
+from topgun.harness.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -57,7 +58,7 @@ def test_start_routes_directly_and_every_connection_authenticates() -> None:
             assert client.is_routing_active()
             assert client.get_partition_table() is not None
             assert client.get_partition_table().partition_count == 271  # type: ignore[union-attr]
-            await eventually(
+            await wait_until(
                 lambda: set(client.get_connection_states().values()) == {"AUTHENTICATED"},
                 what="all connections authenticated",
             )
@@ -84,7 +85,7 @@ def test_start_routes_directly_and_every_connection_authenticates() -> None:
 def test_ops_are_grouped_into_one_batch_per_owner() -> None:
     async def main() -> None:
         async with running() as (cluster, client):
-            await eventually(lambda: len(client.usable_nodes()) == 3)
+            await wait_until(lambda: len(client.usable_nodes()) == 3)
             m = client.get_map("test")
             keys = [f"k{i}" for i in range(30)]
             for k in keys:  # all written in one loop turn: one sync step sends them
@@ -103,13 +104,13 @@ def test_ops_are_grouped_into_one_batch_per_owner() -> None:
 def test_owner_killed_write_falls_back_then_direct_again() -> None:
     async def main() -> None:
         async with running() as (cluster, client):
-            await eventually(lambda: len(client.usable_nodes()) == 3)
+            await wait_until(lambda: len(client.usable_nodes()) == 3)
             m = client.get_map("test")
             m.set("key-1", {"value": 1})
             await client.flush(timeout=5)
             owner = cluster.table.owner_of_key("key-1")
             await cluster.nodes[owner].kill()
-            await eventually(lambda: owner not in client.usable_nodes(), what="owner seen down")
+            await wait_until(lambda: owner not in client.usable_nodes(), what="owner seen down")
             before = client.get_routing_metrics()
             assert before is not None
             m.set("key-1", {"value": 2})
@@ -127,7 +128,7 @@ def test_owner_killed_write_falls_back_then_direct_again() -> None:
             survivors = [n for n in cluster.nodes if n != owner]
             cluster.publish(2, survivors)
             await cluster.push_table()
-            await eventually(lambda: client.get_cluster_stats()["map_version"] == 2)  # type: ignore[index]
+            await wait_until(lambda: client.get_cluster_stats()["map_version"] == 2)  # type: ignore[index]
             assert owner not in client.get_connection_states()
             new_owner = cluster.table.owner_of_key("key-1")
             m.set("key-1", {"value": 3})
@@ -144,7 +145,7 @@ def test_owner_killed_write_falls_back_then_direct_again() -> None:
 def test_not_owner_refreshes_table_and_retries() -> None:
     async def main() -> None:
         async with running() as (cluster, client):
-            await eventually(lambda: len(client.usable_nodes()) == 3)
+            await wait_until(lambda: len(client.usable_nodes()) == 3)
             key = "key-1"
             old_owner = cluster.table.owner_of_key(key)
             # the cluster moves ownership (version 2) but the client still holds version 1
@@ -178,7 +179,7 @@ def test_not_owner_refreshes_table_and_retries() -> None:
 def test_not_owner_in_results_is_retried_too() -> None:
     async def main() -> None:
         async with running(smart_routing=False, not_owner_max_attempts=3) as (cluster, client):
-            await eventually(lambda: len(client.usable_nodes()) == 3)
+            await wait_until(lambda: len(client.usable_nodes()) == 3)
             first = client.usable_nodes()[0]
             node = cluster.nodes[first]
             node.not_owner = True
@@ -202,7 +203,7 @@ def test_reference_style_acks_only_resolve_that_connections_batch() -> None:
         async with running() as (cluster, client):
             for node in cluster.nodes.values():
                 node.reference_acks = True
-            await eventually(lambda: len(client.usable_nodes()) == 3)
+            await wait_until(lambda: len(client.usable_nodes()) == 3)
             holder = cluster.table.owner_of_key("a-key")
             cluster.nodes[holder].hold_acks = True
             m = client.get_map("test")
@@ -211,7 +212,7 @@ def test_reference_style_acks_only_resolve_that_connections_batch() -> None:
             m.set(held_key, 1)  # id 1, never acked
             for k in others:  # ids 2..n, including "10" > "9" string traps
                 m.set(k, 2)
-            await eventually(lambda: client.pending_count() == 1, what="others acked")
+            await wait_until(lambda: client.pending_count() == 1, what="others acked")
             assert client._engine.pending_ids() == [1]
             cluster.nodes[holder].hold_acks = False
             client._engine.tick()  # nothing overdue yet: no change
@@ -223,11 +224,11 @@ def test_reference_style_acks_only_resolve_that_connections_batch() -> None:
 def test_in_flight_ops_are_resent_when_their_connection_dies() -> None:
     async def main() -> None:
         async with running() as (cluster, client):
-            await eventually(lambda: len(client.usable_nodes()) == 3)
+            await wait_until(lambda: len(client.usable_nodes()) == 3)
             owner = cluster.table.owner_of_key("key-9")
             cluster.nodes[owner].hold_acks = True
             client.get_map("test").set("key-9", "v")
-            await eventually(lambda: client._engine.in_flight_count() == 1)
+            await wait_until(lambda: client._engine.in_flight_count() == 1)
             await cluster.nodes[owner].kill()
             await client.flush(timeout=2)
             backup = cluster.table.backups_of(cluster.partition_of("key-9"))[0]
@@ -241,7 +242,7 @@ def test_unusable_endpoints_never_tear_down_seed_connections() -> None:
 
     async def main() -> None:
         async with running(endpoint_bug=True) as (_, client):
-            await eventually(lambda: len(client.usable_nodes()) == 3)
+            await wait_until(lambda: len(client.usable_nodes()) == 3)
             assert set(client.get_connection_states()) == {"seed-0", "seed-1", "seed-2"}
             m = client.get_map("test")
             m.set("key-1", 1)
@@ -257,7 +258,7 @@ def test_pong_reaches_liveness_and_connections_survive_silence() -> None:
 
     async def main() -> None:
         async with running(ping_interval_s=0.05, liveness_timeout_s=0.3) as (_, client):
-            await eventually(lambda: all(c.pongs >= 5 for c in client._conns.values()), within=5)
+            await wait_until(lambda: all(c.pongs >= 5 for c in client._conns.values()), within=5)
             assert all(c.liveness_drops == 0 for c in client._conns.values())
             assert set(client.get_connection_states().values()) == {"AUTHENTICATED"}
 
@@ -272,11 +273,11 @@ def test_total_disconnect_recovers_and_sends_offline_writes() -> None:
             port = int(cluster.seeds[0].rsplit(":", 1)[1])
             node = cluster.nodes["node-0"]
             await node.kill()
-            await eventually(lambda: client.usable_nodes() == [], what="disconnected")
+            await wait_until(lambda: client.usable_nodes() == [], what="disconnected")
             m = client.get_map("test")
             m.set("offline", 1)  # offline-first
             assert m.get("offline") == 1
-            await eventually(lambda: client._conns["node-0"].sm.attempts >= 3, within=5)
+            await wait_until(lambda: client._conns["node-0"].sm.attempts >= 3, within=5)
             await node.start(port)
             await client.flush(timeout=5)
             assert node.store("test").record("offline") is not None
@@ -381,7 +382,7 @@ def test_shutdown_notice_routes_around_the_node_before_its_table_changes() -> No
     async def main() -> None:
         events: list[ClusterEvent] = []
         async with running() as (cluster, client):
-            await eventually(lambda: len(client.usable_nodes()) == 3)
+            await wait_until(lambda: len(client.usable_nodes()) == 3)
             owner = cluster.table.owner_of_key("key-1")
             m = client.get_map("test")
 
@@ -396,7 +397,7 @@ def test_shutdown_notice_routes_around_the_node_before_its_table_changes() -> No
             assert before is not None
             for ws in list(cluster.nodes[owner].sockets):
                 await ws.send(encode(ShutdownPending(5000)))
-            await eventually(lambda: any(e.kind is EventKind.NODE_LEAVING for e in events))
+            await wait_until(lambda: any(e.kind is EventKind.NODE_LEAVING for e in events))
             assert owner not in client.usable_nodes()
             await client.flush(timeout=2)
             after = client.get_routing_metrics()
@@ -416,7 +417,7 @@ def test_shutdown_notice_routes_around_the_node_before_its_table_changes() -> No
 def test_connection_history_starts_disconnected_and_is_bounded() -> None:
     async def main() -> None:
         async with running() as (_, client):
-            await eventually(lambda: len(client.usable_nodes()) == 3)
+            await wait_until(lambda: len(client.usable_nodes()) == 3)
             for history in client.get_connection_history().values():
                 assert history == ["DISCONNECTED", "CONNECTING", "CONNECTED", "AUTHENTICATED"]
 

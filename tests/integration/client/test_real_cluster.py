@@ -9,8 +9,10 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.integration.client.conftest import eventually, run
+from tests.integration.client.conftest import run
 from topgun import ClusterConfig, MemoryStorage, TopGunClient
+from topgun.harness.nodes import start_nodes
+from topgun.harness.waiting import wait_until
 
 server = pytest.importorskip("topgun.server")
 
@@ -21,32 +23,7 @@ FAST = {"heartbeat_interval_s": 0.1, "failure_timeout_s": 1.0, "shutdown_timeout
 
 
 async def start_cluster(ids: list[str]) -> list[Any]:
-    nodes: list[Any] = []
-    for node_id in ids:
-        cfg = server.NodeConfig(
-            node_id=node_id,
-            host="127.0.0.1",
-            port=0,
-            cluster_port=0,
-            peers=[n.cluster_address for n in nodes],
-            jwt_secret=SECRET,
-            cluster_secret=SECRET,
-            **FAST,
-        )
-        node = server.ServerNode(cfg)
-        await node.start()
-        nodes.append(node)
-
-    def converged() -> bool:
-        tables = [n.table for n in nodes]
-        return (
-            all(t is not None for t in tables)
-            and len({t.version for t in tables}) == 1
-            and sorted(tables[0].node_ids()) == sorted(ids)
-        )
-
-    await eventually(converged, within=10, what="cluster converged")
-    return nodes
+    return await start_nodes(ids, jwt_secret=SECRET, cluster_secret=SECRET, **FAST)
 
 
 def token() -> str:
@@ -75,7 +52,7 @@ def test_direct_route_then_owner_killed_fallback_then_direct_again() -> None:
             stats = client.get_cluster_stats()
             assert stats is not None and stats["partition_count"] == 271
             assert stats["node_count"] == 3
-            await eventually(
+            await wait_until(
                 lambda: (
                     set(client.get_connection_states()) == {"node-a", "node-b", "node-c"}
                     and set(client.get_connection_states().values()) == {"AUTHENTICATED"}
@@ -115,7 +92,7 @@ def test_direct_route_then_owner_killed_fallback_then_direct_again() -> None:
             await kill
 
             survivors = [n for n in nodes if n.node_id != owner]
-            await eventually(
+            await wait_until(
                 lambda: (
                     client.get_partition_table().version  # type: ignore[union-attr]
                     > table.version

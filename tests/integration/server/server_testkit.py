@@ -11,7 +11,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from topgun.core.codec import decode_frame, pack
 from topgun.core.errors import ProtocolError
 from topgun.core.hashing import partition_id
-from topgun.harness.waiting import wait_until as eventually
+from topgun.harness.nodes import kill_nodes, start_nodes
 from topgun.server import NodeConfig, ServerNode
 from topgun.server.auth import make_token
 
@@ -31,32 +31,14 @@ def make_node(node_id: str, peers: list[str] | None = None, **knobs: Any) -> Ser
     return ServerNode(cfg)
 
 
-def converged(nodes: list[ServerNode]) -> bool:
-    ids = sorted(n.node_id for n in nodes)
-    tables = [n.table for n in nodes]
-    if any(t is None for t in tables) or len({t.version for t in tables}) != 1:  # type: ignore[union-attr]
-        return False
-    t = tables[0]
-    assert t is not None
-    if sorted(t.node_ids()) != ids:
-        return False
-    from topgun.core.table import ideal_assignment
-
-    return (t.owners, t.backups) == ideal_assignment(ids)
-
-
 async def start_cluster(ids: list[str], **knobs: Any) -> list[ServerNode]:
-    nodes: list[ServerNode] = []
-    for node_id in ids:
-        node = make_node(node_id, [n.cluster_address for n in nodes], **knobs)
-        await node.start()
-        nodes.append(node)
-    await eventually(lambda: converged(nodes), 10.0, "cluster converged")
-    return nodes
+    return await start_nodes(
+        ids, jwt_secret=SECRET, cluster_secret=CLUSTER_SECRET, **{**FAST, **knobs}
+    )
 
 
 async def stop_all(nodes: list[ServerNode]) -> None:
-    await asyncio.gather(*(n.kill() for n in nodes), return_exceptions=True)
+    await kill_nodes(nodes)
 
 
 def record(value: Any, millis: int | None = None, counter: int = 0, node: str = "c1") -> dict:

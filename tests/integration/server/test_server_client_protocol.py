@@ -7,11 +7,12 @@ import time
 
 import jwt
 import pytest
-from server_testkit import SECRET, WireClient, eventually, make_node, put, record, run, token
+from server_testkit import SECRET, WireClient, make_node, put, record, run, token
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from topgun.core.codec import pack
+from topgun.harness.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -29,7 +30,7 @@ def with_node(body, **knobs):  # type: ignore[no-untyped-def]
         node = make_node("solo", **knobs)
         await node.start()
         try:
-            await eventually(lambda: node.table is not None, 3.0, "solo table")
+            await wait_until(lambda: node.table is not None, 3.0, "solo table")
             await body(node)
         finally:
             await node.kill()

@@ -11,7 +11,6 @@ import pytest
 from server_testkit import (
     CLUSTER_SECRET,
     WireClient,
-    eventually,
     make_node,
     owner_of,
     put,
@@ -26,6 +25,8 @@ from websockets.exceptions import ConnectionClosed
 from topgun.core.codec import decode_frame
 from topgun.core.hashing import partition_id
 from topgun.core.messages import ClientOp, PartitionMap
+from topgun.harness.nodes import formed
+from topgun.harness.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -107,7 +108,7 @@ def test_write_via_any_node_lands_on_owner_and_backup_then_survives_owner_kill()
             killed_at = time.monotonic()
             await owner.kill()
             survivors = [backup, other]
-            await eventually(
+            await wait_until(
                 lambda: all(
                     s.table is not None and s.table.version > t.version
                     and s.table.owners[KEY1_PID] == backup.node_id
@@ -150,7 +151,6 @@ def test_join_migrates_data_before_ownership_moves() -> None:
             newcomer = make_node("node-a", [nodes[1].cluster_address])
             await newcomer.start()
             nodes.append(newcomer)
-            from server_testkit import converged
 
             seen_owner_without_data = []
 
@@ -168,9 +168,9 @@ def test_join_migrates_data_before_ownership_moves() -> None:
                             and newcomer.store.get("m", k) is None
                         ):
                             seen_owner_without_data.append(k)
-                return converged(nodes)
+                return formed(nodes)
 
-            await eventually(check, 10.0, "converged with the newcomer")
+            await wait_until(check, 10.0, "converged with the newcomer")
             assert not seen_owner_without_data
             assert not dropped
             for k in keys:
@@ -226,7 +226,7 @@ def test_stranger_without_cluster_secret_cannot_join() -> None:
         try:
             await stranger.start()
             registry = nodes[0].metrics.registry
-            await eventually(
+            await wait_until(
                 lambda: (registry.get_sample_value("topgun_peer_auth_failures_total") or 0) >= 1,
                 what="node-a refused the stranger's handshake",
             )
@@ -350,7 +350,6 @@ def test_thousand_writes_across_kill_restart_cycles_are_all_readable() -> None:
     before the cluster settled; refused ops are retried like a client would."""
 
     async def scenario() -> None:
-        from server_testkit import converged
 
         nodes = await start_cluster(["node-a", "node-b", "node-c"])
         acked: dict[str, int] = {}
@@ -390,7 +389,7 @@ def test_thousand_writes_across_kill_restart_cycles_are_all_readable() -> None:
                             await asyncio.sleep(0.02)  # a client's retry back-off
             assert len(acked) == 1000
             assert errors <= {"NOT_OWNER"}, errors
-            await eventually(lambda: converged(nodes), 15.0, "converged at the end")
+            await wait_until(lambda: formed(nodes), 15.0, "converged at the end")
             q = await WireClient.open(nodes[1].client_url, token())
             await q.send(
                 {"type": "QUERY_SUB", "payload": {"queryId": "all", "mapName": "m", "query": {}}}
@@ -464,7 +463,7 @@ def test_live_query_updates_follow_writes_on_any_owner() -> None:
             await sub.send({"type": "PING", "timestamp": 2.0})
             await sub.recv("PONG")
             assert not [m for m in sub.inbox if m["type"] == "QUERY_UPDATE"]
-            await eventually(lambda: not any(n._interest_remote.get("p") for n in nodes), 2.0)
+            await wait_until(lambda: not any(n._interest_remote.get("p") for n in nodes), 2.0)
             await sub.close()
             await w.close()
         finally:
@@ -487,12 +486,12 @@ def test_silent_peer_is_declared_dead_after_the_failure_timeout() -> None:
             assert hung._cluster_server is not None
             hung._cluster_server.close(close_connections=False)
             started = time.monotonic()
-            await eventually(
+            await wait_until(
                 lambda: all("node-c" not in n.members() for n in nodes[:2]), 3.0, "c declared dead"
             )
             elapsed = time.monotonic() - started
             assert 0.8 <= elapsed < 2.5, elapsed  # failure_timeout_s is 1.0 in these tests
-            await eventually(
+            await wait_until(
                 lambda: all(
                     n.table is not None and "node-c" not in n.table.node_ids() for n in nodes[:2]
                 ),
@@ -514,13 +513,12 @@ def test_authority_and_then_another_node_leave_gracefully_without_loss() -> None
             assert nodes[0].authority() == "node-a"
             await nodes[0].shutdown()
             rest = nodes[1:]
-            from server_testkit import converged
 
-            await eventually(lambda: converged(rest), 5.0, "b+c converged")
+            await wait_until(lambda: formed(rest), 5.0, "b+c converged")
             assert rest[0].authority() == "node-b"
             await nodes[1].shutdown()
             last = nodes[2]
-            await eventually(lambda: converged([last]), 5.0, "c alone")
+            await wait_until(lambda: formed([last]), 5.0, "c alone")
             assert all(last.store.get("m", f"g{i}") is not None for i in range(100))
             ack = await c.write([put("500", "g1", "after")])
             assert ack["results"][0]["success"]
