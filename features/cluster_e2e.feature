@@ -24,13 +24,16 @@ Feature: Writes reach the partition owner and survive the owner leaving
     And the backup of "key-1" holds {"value": 1} in map "test"
     And the routing metrics show 1 direct route and no fallback route
 
-  @AC-4 @AC-5 @blocker @allure.label.story:AC-4_writes_succeed_through_fallback_after_the_owner_leaves
+  @AC-4 @AC-5 @blocker
+  @allure.label.story:AC-4_writes_succeed_through_fallback_after_the_owner_leaves
+  @allure.label.story:AC-5_routing_metrics_show_direct_and_fallback_routes
   Scenario: The owner of key-1 is shut down and the next write goes through fallback routing
     Given the client has written {"value": 1} to "key-1" in map "test" and it was acknowledged
     When the owner of "key-1" is shut down while the client writes {"value": 2} to it in map "test"
     Then the write is acknowledged within 2 seconds
     And the write went by fallback routing
     And the new owner of "key-1" holds {"value": 2} in map "test" within 2 seconds
+    And the new backup of "key-1" holds {"value": 2} in map "test" within 5 seconds
     And reading "key-1" from map "test" on the cluster gives {"value": 2} within 2 seconds
     And the routing metrics show at least 1 direct route and at least 1 fallback route
 
@@ -48,7 +51,7 @@ Feature: Writes reach the partition owner and survive the owner leaving
     And the new backup of "key-1" holds {"value": 2} in map "test" within 5 seconds
     And reading "key-1" from map "test" on the cluster gives {"value": 2} within 2 seconds
 
-  @AC-4 @AC-5 @critical @allure.label.story:AC-5_routing_metrics_show_direct_and_fallback_routes
+  @AC-4 @critical @allure.label.story:AC-4_writes_succeed_through_fallback_after_the_owner_leaves
   Scenario: Once the client has the new partition map, writes of key-1 go directly to the new owner
     Given the client has written {"value": 1} to "key-1" in map "test" and it was acknowledged
     And the owner of "key-1" has been shut down
