@@ -712,22 +712,51 @@ class ServerNode:
             self.log.warning("bad %s from %s: %s", kind, link.node_id, exc)
         return None
 
-    def _merge_records(self, raw: object) -> int:
-        applied = 0
-        for name, key, rec in triples_from_wire(raw):
+    def _merge_records(self, raw: object) -> list[Triple]:
+        triples = triples_from_wire(raw)
+        for name, key, rec in triples:
             with contextlib.suppress(ClockSkewError):
                 self.hlc.update(rec.timestamp)
             self.store.merge(name, key, rec)
-            applied += 1
-        return applied
+        return triples
 
     async def _on_repl(self, link: PeerLink, msg: dict[str, Any]) -> None:
         try:
-            n = self._merge_records(msg.get("recs"))
-            self.metrics.ops_replicated.inc(n)
-            await link.reply(msg, {"t": "REPL_ACK", "ok": True})
+            triples = self._merge_records(msg.get("recs"))
+            self.metrics.ops_replicated.inc(len(triples))
+            ok = True if msg.get("hop") else await self._pass_on(triples, link.node_id)
+            await link.reply(msg, {"t": "REPL_ACK", "ok": ok})
         except (ProtocolError, ValueError) as exc:
             await link.reply(msg, {"t": "REPL_ACK", "ok": False, "error": str(exc)})
+
+    async def _pass_on(self, triples: list[Triple], sender: str) -> bool:
+        """Copy records replicated to us onward to our backups where we now own them.
+
+        The sender replicated by the table it had; if ownership has meanwhile moved here
+        (a promotion during failover or shutdown), our backups may have been filled by a
+        migration that predates these records. Passing them on before acking makes the
+        sender's client ack cover every current replica. One hop only (``hop``), so nodes
+        whose tables briefly disagree cannot bounce records between them.
+        """
+        t = self.table
+        if t is None:
+            return True
+        onward: dict[str, list[Triple]] = defaultdict(list)
+        for triple in triples:
+            pid = partition_id(triple[1])
+            if t.owners[pid] == self.node_id:
+                for b in t.backups[pid]:
+                    if b not in (self.node_id, sender):
+                        onward[b].append(triple)
+        if not onward:
+            return True
+        oks = await asyncio.gather(
+            *(
+                self._send_repl(b, {"t": "REPL", "hop": 1, "recs": triples_to_wire(recs)})
+                for b, recs in onward.items()
+            )
+        )
+        return all(ok is not None for ok in oks)
 
     async def _on_migrate(self, link: PeerLink, msg: dict[str, Any]) -> None:
         parts = msg.get("parts")
@@ -872,14 +901,17 @@ class ServerNode:
 
     async def _replicate(self, backup: str, ops: list[ClientOp]) -> bool | None:
         """True: the backup confirmed; False: it is gone (dead); None: no answer in time."""
+        recs = [[op.map_name, op.key, op.record.to_wire()] for op in ops if op.record]
+        return await self._send_repl(backup, {"t": "REPL", "recs": recs})
+
+    async def _send_repl(self, backup: str, msg: dict[str, Any]) -> bool | None:
         link = self._link_for(backup)
         if link is None:
             return False
-        recs = [[op.map_name, op.key, op.record.to_wire()] for op in ops if op.record]
         started = time.perf_counter()
         self.metrics.replication_pending.inc()
         try:
-            reply = await link.request({"t": "REPL", "recs": recs}, self.config.request_timeout_s)
+            reply = await link.request(msg, self.config.request_timeout_s)
             self.metrics.replication_lag.set(time.perf_counter() - started)
             return bool(reply.get("ok", False)) or None
         except PeerGone:
