@@ -267,7 +267,6 @@ class TopGunClient:
         if not self._started or self._changed is None:
             raise NotConnectedError("call await client.start() before flush()")
         waiting = set(self._engine.pending_ids())
-        rejected_before = len(self._engine.stats.rejections)
         deadline = self._mono() + timeout
         self._kick_sync()
         while waiting & set(self._engine.pending_ids()):
@@ -278,7 +277,7 @@ class TopGunClient:
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, MAX_LOOP_WAIT_S))
-        rejected = [r for r in self._engine.stats.rejections[rejected_before:] if r[0] in waiting]
+        rejected = [r for r in self._engine.stats.rejections if r[0] in waiting]
         if rejected:
             raise WriteRejected(
                 f"the server refused {len(rejected)} write(s): "

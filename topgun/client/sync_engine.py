@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -41,6 +42,8 @@ from topgun.core.records import LWWRecord
 
 MonotonicClock = Callable[[], float]
 MAX_BATCH_OPS = 1000
+
+MAX_REJECTIONS_KEPT = 1000
 
 
 class Transport(Protocol):
@@ -113,7 +116,10 @@ class SyncStats:
     acks: int = 0
     resent_after_loss: int = 0
     ack_timeouts: int = 0
-    rejections: list[tuple[int, str]] = field(default_factory=list)
+    rejections: deque[tuple[int, str]] = field(
+        default_factory=lambda: deque(maxlen=MAX_REJECTIONS_KEPT)
+    )
+    """The most recent final refusals (op id, reason); bounded for long-lived clients."""
 
 
 class SyncEngine:

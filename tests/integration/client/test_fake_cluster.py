@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -114,9 +113,7 @@ def test_owner_killed_write_falls_back_then_direct_again() -> None:
             before = client.get_routing_metrics()
             assert before is not None
             m.set("key-1", {"value": 2})
-            t0 = time.monotonic()
-            await client.flush(timeout=2)
-            assert time.monotonic() - t0 < 2
+            await client.flush(timeout=2)  # acknowledged within 2 s, or FlushTimeout
             after = client.get_routing_metrics()
             assert after is not None
             assert after["fallback_routes"] == before["fallback_routes"] + 1

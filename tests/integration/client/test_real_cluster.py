@@ -80,9 +80,7 @@ def test_direct_route_then_owner_killed_fallback_then_direct_again() -> None:
             assert before is not None
             table_when_written = client.get_partition_table()
             m.set("key-1", {"value": 2})
-            t0 = time.monotonic()
-            await client.flush(timeout=2)
-            assert time.monotonic() - t0 < 2
+            await client.flush(timeout=2)  # acknowledged within 2 s, or FlushTimeout
             after = client.get_routing_metrics()
             assert after is not None
             if table_when_written is table:  # the usual case: the old table still held

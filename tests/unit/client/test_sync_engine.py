@@ -198,7 +198,7 @@ def test_other_rejections_are_final_and_reported() -> None:
     node = transport.sent[-1][0]
     engine.on_rejected(transport.conns[node], OpRejected(str(op_id), "Access Denied", 403))
     assert engine.pending_count() == 0
-    assert engine.stats.rejections == [(op_id, "Access Denied")]
+    assert list(engine.stats.rejections) == [(op_id, "Access Denied")]
     # a later lastId ack for that batch does not resurrect or double-count it
     assert engine.on_ack(transport.conns[node], OpAck(str(op_id))) == []
 
