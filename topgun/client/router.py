@@ -107,11 +107,11 @@ class PartitionRouter:
 
     def route(self, key: str) -> Route | None:
         """The owner and backups of ``key``'s partition, or None without a table."""
+        return self._route(partition_id(key))
+
+    def _route(self, pid: int) -> Route | None:
         table = self._table
-        if table is None:
-            return None
-        pid = partition_id(key)
-        if pid >= table.partition_count:
+        if table is None or pid >= table.partition_count:
             return None
         return Route(pid, table.owner(pid), table.backups_of(pid))
 
@@ -134,7 +134,7 @@ class PartitionRouter:
         if not smart:
             self.metrics.fallback_routes += 1
             return RouteDecision(first, RouteKind.FALLBACK, pid)
-        route = self.route(key)
+        route = self._route(pid)
         if route is None:
             self.metrics.partition_misses += 1
             return RouteDecision(first, RouteKind.MISS, pid)

@@ -811,7 +811,7 @@ class ServerNode:
         """Apply/forward a batch of ops; one outcome per op, in order."""
         t = self.table
         out: list[Outcome | None] = [None] * len(ops)
-        local: list[int] = []
+        local: list[tuple[int, int]] = []  # (op index, partition id)
         remote: dict[str, list[int]] = defaultdict(list)
         serving = self.state in ("running", "leaving")
         for i, op in enumerate(ops):
@@ -821,7 +821,7 @@ class ServerNode:
             elif t is None or not serving:
                 out[i] = self._not_owner(pid, "no partition table yet")
             elif t.owners[pid] == self.node_id:
-                local.append(i)
+                local.append((i, pid))
             elif forwarded:
                 out[i] = self._not_owner(pid)
             elif not self.config.forward_writes:
@@ -857,12 +857,16 @@ class ServerNode:
         return results
 
     async def _apply_local(
-        self, ops: list[ClientOp], idx: list[int], out: list[Outcome | None], t: PartitionTable
+        self,
+        ops: list[ClientOp],
+        idx: list[tuple[int, int]],
+        out: list[Outcome | None],
+        t: PartitionTable,
     ) -> None:
         per_backup: dict[str, list[int]] = defaultdict(list)
         applied: list[int] = []
         changed: list[Triple] = []
-        for i in idx:
+        for i, pid in idx:
             op = ops[i]
             rec = op.record
             assert rec is not None
@@ -871,12 +875,12 @@ class ServerNode:
             except ClockSkewError as exc:
                 out[i] = Outcome(False, f"CLOCK_SKEW: {exc}")
                 continue
-            if self.store.merge(op.map_name, op.key, rec) and (
+            if self.store.merge(op.map_name, op.key, rec, pid) and (
                 op.map_name in self._interest_local or self._interest_remote.get(op.map_name)
             ):
                 changed.append((op.map_name, op.key, rec))
             applied.append(i)
-            for b in t.backups[partition_id(op.key)]:
+            for b in t.backups[pid]:
                 if b != self.node_id:
                     per_backup[b].append(i)
         self.metrics.ops_applied.inc(len(applied))

@@ -16,8 +16,9 @@ class PartitionStore:
     def __init__(self, partition_count: int = PARTITION_COUNT) -> None:
         self._parts: list[dict[str, LWWMap]] = [{} for _ in range(partition_count)]
 
-    def merge(self, map_name: str, key: str, record: LWWRecord) -> bool:
-        maps = self._parts[partition_id(key) % len(self._parts)]
+    def merge(self, map_name: str, key: str, record: LWWRecord, pid: int | None = None) -> bool:
+        """LWW-merge one record; ``pid`` saves hashing the key again when the caller has it."""
+        maps = self._parts[(partition_id(key) if pid is None else pid) % len(self._parts)]
         m = maps.get(map_name)
         if m is None:
             m = maps[map_name] = LWWMap()
