@@ -29,7 +29,9 @@ from typing import Any
 from topgun.core.hashing import partition_id
 from topgun.core.table import PartitionTable
 from topgun.harness.loop import LoopThread
+from topgun.harness.nodes import local_config
 from topgun.harness.waiting import eventually
+from topgun.server import ServerNode
 from topgun.server.auth import make_token
 
 DEFAULT_SECRET = "topgun-harness-secret-for-local-tests"  # HS256 wants >= 32 bytes
@@ -214,16 +216,12 @@ class EmbeddedCluster(ClusterController):
             self._logger.setLevel(logging.INFO)
 
     def _launch(self, node_id: str, peers: list[str], ports: tuple[int, int]) -> None:
-        from topgun.server import NodeConfig, ServerNode
-
-        config = NodeConfig(
-            node_id=node_id,
-            host="127.0.0.1",
-            port=ports[0],
-            cluster_port=ports[1],
-            peers=peers,
+        config = local_config(
+            node_id,
+            peers,
             jwt_secret=self.settings.jwt_secret,
             cluster_secret=self.settings.cluster_secret,
+            ports=ports,
             **self.settings.node_options,
         )
         node = ServerNode(config)

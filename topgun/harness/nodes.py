@@ -15,6 +15,28 @@ from topgun.harness.waiting import wait_until
 from topgun.server import NodeConfig, ServerNode
 
 
+def local_config(
+    node_id: str,
+    peers: list[str],
+    *,
+    jwt_secret: str,
+    cluster_secret: str,
+    ports: tuple[int, int] = (0, 0),
+    **knobs: Any,
+) -> NodeConfig:
+    """A node on 127.0.0.1; ``ports`` (client, cluster) 0 lets the OS choose."""
+    return NodeConfig(
+        node_id=node_id,
+        host="127.0.0.1",
+        port=ports[0],
+        cluster_port=ports[1],
+        peers=peers,
+        jwt_secret=jwt_secret,
+        cluster_secret=cluster_secret,
+        **knobs,
+    )
+
+
 def formed(nodes: Iterable[ServerNode]) -> bool:
     """Every node sees all the others and serves one and the same, fully balanced table."""
     nodes = list(nodes)
@@ -45,15 +67,9 @@ async def start_nodes(
     as they start, so a caller can stop them whatever happens."""
     nodes = into if into is not None else []
     for node_id in ids:
-        config = NodeConfig(
-            node_id=node_id,
-            host="127.0.0.1",
-            port=0,
-            cluster_port=0,
-            peers=[n.cluster_address for n in nodes],
-            jwt_secret=jwt_secret,
-            cluster_secret=cluster_secret,
-            **knobs,
+        peers = [n.cluster_address for n in nodes]
+        config = local_config(
+            node_id, peers, jwt_secret=jwt_secret, cluster_secret=cluster_secret, **knobs
         )
         node = ServerNode(config)
         nodes.append(node)
