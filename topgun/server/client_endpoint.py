@@ -45,9 +45,10 @@ from topgun.core.messages import (
 from topgun.core.table import PartitionTable
 from topgun.server import query as q
 from topgun.server.auth import READ, WRITE, AuthError, Principal, authorize
+from topgun.server.operations import Outcome
 
 if TYPE_CHECKING:
-    from topgun.server.node import Outcome, ServerNode
+    from topgun.server.facade import NodeFacade
 
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_GOING_AWAY = 1001
@@ -62,7 +63,7 @@ class LiveQuery:
 
 
 class ClientSession:
-    def __init__(self, node: ServerNode, ws: ServerConnection) -> None:
+    def __init__(self, node: NodeFacade, ws: ServerConnection) -> None:
         self.node = node
         self.ws = ws
         self.principal: Principal | None = None
@@ -80,7 +81,7 @@ class ClientSession:
     def push_table(self, table: PartitionTable) -> None:
         if self.principal is None or self._closing:
             return
-        self.node._spawn(self.send(PartitionMap(table)))
+        self.node.spawn(self.send(PartitionMap(table)))
 
     def abort(self) -> None:
         self._closing = True
@@ -92,7 +93,7 @@ class ClientSession:
         if not self._closing and now - self.last_activity > limit:
             self._closing = True
             self.node.log.info("closing idle client (%.1fs silent)", now - self.last_activity)
-            self.node._spawn(self._close(CLOSE_IDLE, "Heartbeat timeout"))
+            self.node.spawn(self._close(CLOSE_IDLE, "Heartbeat timeout"))
 
     async def _close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
@@ -163,7 +164,7 @@ class ClientSession:
                 else:
                     continue
                 msg = QueryUpdate(live.sub.query_id, key, value, kind)
-                self.node._spawn(self.send(msg))
+                self.node.spawn(self.send(msg))
 
     async def _handle(self, item: Message | ProtocolError) -> bool:
         if isinstance(item, ProtocolError):
@@ -217,8 +218,6 @@ class ClientSession:
                 ErrorMessage(413, f"batch of {len(ops)} ops exceeds the limit of {limit}")
             )
             return
-        from topgun.server.node import Outcome
-
         outcomes: list[Outcome | None] = [None] * len(ops)
         allowed: list[int] = []
         for i, op in enumerate(ops):

@@ -18,7 +18,7 @@ from websockets.http11 import Request, Response
 from topgun.server.auth import AuthError
 
 if TYPE_CHECKING:
-    from topgun.server.node import ServerNode
+    from topgun.server.facade import NodeFacade
 
 
 def _respond(conn: ServerConnection, status: int, body: str, content_type: str) -> Response:
@@ -33,7 +33,7 @@ def _json(conn: ServerConnection, status: int, obj: Any) -> Response:
 
 
 class HttpRoutes:
-    def __init__(self, node: ServerNode) -> None:
+    def __init__(self, node: NodeFacade) -> None:
         self.node = node
 
     def process_request(self, conn: ServerConnection, request: Request) -> Response | None:

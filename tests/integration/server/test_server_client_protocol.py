@@ -34,7 +34,7 @@ def with_node(body, **knobs):  # type: ignore[no-untyped-def]
             await body(node)
         finally:
             await node.kill()
-            assert not node._tasks
+            assert not node.ctx.tasks
 
     run(scenario())
 
@@ -170,7 +170,7 @@ def test_dev_flag_and_missing_secret() -> None:
     with pytest.raises(ValueError, match="secret"):
         ServerNode(NodeConfig(node_id="x"))
     node = ServerNode(NodeConfig(node_id="x", dev=True))
-    assert node._jwt_secret == DEV_SECRET == node._cluster_secret
+    assert node._jwt_secret == DEV_SECRET == node.membership._secret
 
 
 def test_plain_websocket_on_any_path() -> None:

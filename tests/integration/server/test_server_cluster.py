@@ -208,7 +208,7 @@ def test_graceful_shutdown_hands_over_and_closes_clients_1001() -> None:
             assert all(n.table and n.table.version == t.version for n in rest)
             new_owner = next(n for n in rest if n.node_id == t.owners[KEY1_PID])
             assert new_owner.inspect("m", "key-1")["record"]["value"] == "x"
-            assert not owner._tasks
+            assert not owner.ctx.tasks
         finally:
             await stop_all(nodes)
 
@@ -463,7 +463,7 @@ def test_live_query_updates_follow_writes_on_any_owner() -> None:
             await sub.send({"type": "PING", "timestamp": 2.0})
             await sub.recv("PONG")
             assert not [m for m in sub.inbox if m["type"] == "QUERY_UPDATE"]
-            await wait_until(lambda: not any(n._interest_remote.get("p") for n in nodes), 2.0)
+            await wait_until(lambda: not any(n.queries.wants("p") for n in nodes), 2.0)
             await sub.close()
             await w.close()
         finally:
@@ -481,7 +481,7 @@ def test_silent_peer_is_declared_dead_after_the_failure_timeout() -> None:
             assert t is not None
             # freeze node-c as a hung process would be: no heartbeats, no reads, no accepts
             hung._maintenance_task.cancel()
-            for link in hung._all_links():
+            for link in hung.membership.all_links():
                 link.ws.transport.pause_reading()
             assert hung._cluster_server is not None
             hung._cluster_server.close(close_connections=False)

@@ -17,7 +17,7 @@ from topgun.harness.waiting import wait_until
 from topgun.server import NodeConfig, ServerNode
 from topgun.server import query as q
 from topgun.server.auth import WRITE, AuthError, Principal, authorize, make_token, verify_token
-from topgun.server.node import Outcome
+from topgun.server.operations import Outcome
 from topgun.server.peer_link import Member, PeerGone, mac
 from topgun.server.store import PartitionStore, triples_from_wire, triples_to_wire
 
@@ -141,14 +141,14 @@ def node_with(owners: dict[int, str], backups: dict[int, tuple[str, ...]], me: s
               links: dict[str, FakeLink] | None = None) -> ServerNode:  # fmt: skip
     node = ServerNode(NodeConfig(node_id=me, jwt_secret=SECRET, cluster_secret=SECRET))
     node.state = "running"
-    node.me = Member(me, f"h:{me}", f"ws://{me}", node.incarnation)
+    node.membership.me = Member(me, f"h:{me}", f"ws://{me}", node.incarnation)
     own = tuple(owners.get(p, me) for p in range(271))
     bk = tuple(backups.get(p, ()) for p in range(271))
     ids = sorted({me, *own, *(b for bs in bk for b in bs)})
-    node.table = PartitionTable(5, tuple(NodeInfo(i, f"ws://{i}") for i in ids), own, bk)
+    node.partitions.table = PartitionTable(5, tuple(NodeInfo(i, f"ws://{i}") for i in ids), own, bk)
     for nid, link in (links or {}).items():
-        node._links[nid] = [link]  # type: ignore[list-item]
-        node._members[nid] = Member(nid, f"h:{nid}", f"ws://{nid}", "inc")
+        node.membership.links[nid] = [link]  # type: ignore[list-item]
+        node.membership.members[nid] = Member(nid, f"h:{nid}", f"ws://{nid}", "inc")
     return node
 
 
@@ -185,7 +185,8 @@ def test_records_replicated_to_a_promoted_owner_reach_its_backups_before_the_ack
         x.reply = reply  # type: ignore[method-assign, assignment]
         node = node_with({236: "a"}, {236: ("b",)}, links={"b": b, "x": x})
         recs = [["m", "key-1", rec(2, 20).to_wire()]]
-        task = asyncio.create_task(node._on_repl(x, {"t": "REPL", "id": 1, "recs": recs}))  # type: ignore[arg-type]
+        repl = {"t": "REPL", "id": 1, "recs": recs}
+        task = asyncio.create_task(node.replication._on_repl(x, repl))  # type: ignore[arg-type]
         await wait_until(lambda: b.requests, 2.0, "the promoted owner passed the records on")
         assert b.requests[0]["hop"] == 1 and b.requests[0]["recs"] == recs
         assert not replies  # x is not answered before b confirmed
@@ -194,9 +195,9 @@ def test_records_replicated_to_a_promoted_owner_reach_its_backups_before_the_ack
         assert replies == [{"t": "REPL_ACK", "ok": True}]
         # a plain backup, or a record already passed on once, goes no further
         b.requests.clear()
-        await node._on_repl(x, {"t": "REPL", "id": 2, "hop": 1, "recs": recs})  # type: ignore[arg-type]
+        await node.replication._on_repl(x, {"t": "REPL", "id": 2, "hop": 1, "recs": recs})  # type: ignore[arg-type]
         plain = node_with({236: "x"}, {236: ("a",)}, links={"b": b, "x": x})
-        await plain._on_repl(x, {"t": "REPL", "id": 3, "recs": recs})  # type: ignore[arg-type]
+        await plain.replication._on_repl(x, {"t": "REPL", "id": 3, "recs": recs})  # type: ignore[arg-type]
         assert b.requests == []
 
     asyncio.run(scenario())
@@ -251,7 +252,7 @@ def test_not_owner_when_owner_unreachable_or_forwarded_to_wrong_node() -> None:
         assert o.error == "NOT_OWNER"
         [o] = await node.execute([op("key-1", 1)], forwarded=True)  # no second hop
         assert o.error == "NOT_OWNER" and node.store.get("m", "key-1") is None
-        node.table = None
+        node.partitions.table = None
         [o] = await node.execute([op("key-1", 1)])
         assert o.error == "NOT_OWNER" and o.hint is not None and o.hint.map_version == 0
 
@@ -273,8 +274,8 @@ def test_table_apply_only_newer_and_owner_migrates_to_new_backups() -> None:
         newer = PartitionTable(
             6, (*t.nodes, NodeInfo("b", "ws://b")), t.owners, tuple(("b",) for _ in range(271))
         )
-        assert not node._apply_table(PartitionTable(5, t.nodes, t.owners, t.backups))
-        assert node._apply_table(newer)
+        assert not node.partitions.apply_table(PartitionTable(5, t.nodes, t.owners, t.backups))
+        assert node.partitions.apply_table(newer)
 
         def ready_items() -> int:
             return sum(len(m["items"]) for m in b.sent if m["t"] == "READY")
@@ -291,9 +292,9 @@ def test_table_apply_only_newer_and_owner_migrates_to_new_backups() -> None:
         t7 = node.table
         assert t7 is not None and t7.version == 7  # one migration round, one move
         assert all(t7.owners[p] == ("a" if p % 2 == 0 else "b") for p in range(271))
-        assert all(node._synced[p] == {"b"} for p in range(0, 271, 2))
+        assert all(node.partitions.synced[p] == {"b"} for p in range(0, 271, 2))
         assert ready_items() == 271  # the authority learns b is ready
-        for task in list(node._tasks):
+        for task in list(node.ctx.tasks):
             task.cancel()
 
     asyncio.run(scenario())
@@ -302,24 +303,24 @@ def test_table_apply_only_newer_and_owner_migrates_to_new_backups() -> None:
 def test_rejoining_member_loses_stale_readiness_and_dead_migration_target_does_not_count() -> None:
     async def scenario() -> None:
         node = node_with({}, {})
-        node._ready = {(1, "b"), (2, "b"), (1, "a")}
+        node.partitions.ready = {(1, "b"), (2, "b"), (1, "a")}
         link = FakeLink("b")
         link.remote = Member("b", "h:b", "ws://b", "new-incarnation")  # type: ignore[attr-defined]
         link.remote_extra = {}  # type: ignore[attr-defined]
-        node._link_up(link, link.remote)  # type: ignore[arg-type, attr-defined]
-        assert (1, "b") not in node._ready and (2, "b") not in node._ready
-        assert (1, "a") in node._ready
+        node.membership.link_up(link, link.remote)  # type: ignore[arg-type, attr-defined]
+        assert (1, "b") not in node.partitions.ready and (2, "b") not in node.partitions.ready
+        assert (1, "a") in node.partitions.ready
         # a migration whose target restarted before the ack arrived is not counted as ready
         gate = asyncio.Event()
         link.gate = gate
-        node._ready.clear()
-        task = asyncio.create_task(node._migrate("b", [1]))
+        node.partitions.ready.clear()
+        task = asyncio.create_task(node.partitions.migrate("b", [1]))
         await wait_until(lambda: link.requests, 2.0, "the migration request reached b")
-        node._members["b"] = Member("b", "h:b", "ws://b", "newer-incarnation")
+        node.membership.members["b"] = Member("b", "h:b", "ws://b", "newer-incarnation")
         gate.set()
         await asyncio.wait_for(task, 1)
-        assert (1, "b") not in node._ready
-        for t in list(node._tasks):
+        assert (1, "b") not in node.partitions.ready
+        for t in list(node.ctx.tasks):
             t.cancel()
 
     asyncio.run(scenario())

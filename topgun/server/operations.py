@@ -1,0 +1,225 @@
+"""Operations: the write path. Apply what this node owns, forward the rest, answer each op.
+
+Owner: HLC drift check per op, LWW merge, one ``REPL`` per backup for the whole client
+batch, await every live backup's ack, then the outcome. A non-owner forwards the ops (one
+``FWD`` per owner) and reports what the owner confirmed; otherwise NOT_OWNER.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from topgun.core.errors import ClockSkewError, ProtocolError
+from topgun.core.hashing import partition_id
+from topgun.core.messages import ClientOp, NotOwnerHint
+from topgun.core.table import PartitionTable
+from topgun.server.context import NodeContext
+from topgun.server.membership import Membership
+from topgun.server.partitions import PartitionService
+from topgun.server.peer_link import PeerGone, PeerLink
+from topgun.server.queries import QueryService
+from topgun.server.replication import Replication
+from topgun.server.store import Triple
+
+FORWARD_RETRIES = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one op: applied (and replicated), or why not."""
+
+    ok: bool
+    error: str | None = None
+    hint: NotOwnerHint | None = None
+    level: str = "APPLIED"
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"ok": self.ok, "level": self.level}
+        if self.error is not None:
+            wire["error"] = self.error
+        if self.hint is not None:
+            wire["hint"] = self.hint.to_wire()
+        return wire
+
+    @classmethod
+    def from_wire(cls, obj: object) -> Outcome:
+        if not isinstance(obj, dict) or not isinstance(obj.get("ok"), bool):
+            raise ProtocolError("bad op outcome")
+        err = obj.get("error")
+        level = obj.get("level")
+        return cls(
+            obj["ok"],
+            err if isinstance(err, str) else None,
+            NotOwnerHint.from_wire(obj.get("hint")),
+            level if isinstance(level, str) else "APPLIED",
+        )
+
+
+class Operations:
+    def __init__(
+        self,
+        ctx: NodeContext,
+        membership: Membership,
+        partitions: PartitionService,
+        replication: Replication,
+        queries: QueryService,
+    ) -> None:
+        self.ctx = ctx
+        self.membership = membership
+        self.partitions = partitions
+        self.replication = replication
+        self.queries = queries
+        membership.handlers["FWD"] = self._on_fwd_msg
+
+    def _not_owner(self, pid: int, message: str = "not the owner of this partition") -> Outcome:
+        t = self.partitions.table
+        hint = NotOwnerHint(pid, t.owners[pid] if t else None, t.version if t else 0, message)
+        return Outcome(False, "NOT_OWNER", hint)
+
+    async def execute(
+        self, ops: list[ClientOp], *, forwarded: bool = False, attempt: int = 0
+    ) -> list[Outcome]:
+        """Apply/forward a batch of ops; one outcome per op, in order."""
+        t = self.partitions.table
+        me = self.ctx.node_id
+        out: list[Outcome | None] = [None] * len(ops)
+        local: list[tuple[int, int]] = []  # (op index, partition id)
+        remote: dict[str, list[int]] = defaultdict(list)
+        serving = self.ctx.serving
+        for i, op in enumerate(ops):
+            pid = partition_id(op.key)
+            if op.record is None:
+                out[i] = Outcome(False, f"UNSUPPORTED: opType {op.op_type} needs an LWW record")
+            elif t is None or not serving:
+                out[i] = self._not_owner(pid, "no partition table yet")
+            elif t.owners[pid] == me:
+                local.append((i, pid))
+            elif forwarded:
+                out[i] = self._not_owner(pid)
+            elif not self.ctx.config.forward_writes:
+                out[i] = self._not_owner(pid, "this node does not forward writes")
+            elif self.membership.link_for(t.owners[pid]) is not None:
+                remote[t.owners[pid]].append(i)
+            else:
+                out[i] = self._not_owner(pid, "owner unreachable")
+        waits: list[Any] = []
+        if local:
+            assert t is not None
+            waits.append(self._apply_local(ops, local, out, t))
+        for owner, idx in remote.items():
+            waits.append(self._forward(owner, ops, idx, out))
+        if waits:
+            await asyncio.gather(*waits)
+        results = [o if o is not None else Outcome(False, "INTERNAL") for o in out]
+        # A refusal caused by a table change while we forwarded: retry on the newer table.
+        now_table = self.partitions.table
+        retry = [
+            i
+            for i, o in enumerate(results)
+            if o.error == "NOT_OWNER" and o.hint is not None and not forwarded
+            and now_table is not None and now_table.version > (t.version if t else 0)
+        ]  # fmt: skip
+        if retry and attempt < FORWARD_RETRIES:
+            again = await self.execute([ops[i] for i in retry], attempt=attempt + 1)
+            for i, o in zip(retry, again, strict=True):
+                results[i] = o
+        if attempt == 0:
+            rejected = sum(not o.ok for o in results)
+            if rejected:
+                self.ctx.metrics.ops_rejected.inc(rejected)
+        return results
+
+    async def _apply_local(
+        self,
+        ops: list[ClientOp],
+        idx: list[tuple[int, int]],
+        out: list[Outcome | None],
+        t: PartitionTable,
+    ) -> None:
+        me = self.ctx.node_id
+        hlc, store = self.ctx.hlc, self.ctx.store
+        per_backup: dict[str, list[int]] = defaultdict(list)
+        applied: list[int] = []
+        changed: list[Triple] = []
+        for i, pid in idx:
+            op = ops[i]
+            rec = op.record
+            assert rec is not None
+            try:
+                hlc.update(rec.timestamp)
+            except ClockSkewError as exc:
+                out[i] = Outcome(False, f"CLOCK_SKEW: {exc}")
+                continue
+            if store.merge(op.map_name, op.key, rec, pid) and self.queries.wants(op.map_name):
+                changed.append((op.map_name, op.key, rec))
+            applied.append(i)
+            for b in t.backups[pid]:
+                if b != me:
+                    per_backup[b].append(i)
+        self.ctx.metrics.ops_applied.inc(len(applied))
+        failed: set[int] = set()
+        replicated: set[int] = set()
+        if per_backup:
+            oks = await asyncio.gather(
+                *(
+                    self.replication.replicate(b, [ops[i] for i in ii])
+                    for b, ii in per_backup.items()
+                )
+            )
+            for (_, ii), ok in zip(per_backup.items(), oks, strict=True):
+                if ok is None:
+                    failed.update(ii)
+                elif ok:
+                    replicated.update(ii)
+        if changed:
+            self.queries.publish_changes(changed)
+        for i in applied:
+            if i in failed:
+                out[i] = Outcome(False, "REPLICATION_TIMEOUT")
+            else:
+                out[i] = Outcome(True, level="REPLICATED" if i in replicated else "APPLIED")
+
+    async def _forward(
+        self, owner: str, ops: list[ClientOp], idx: list[int], out: list[Outcome | None]
+    ) -> None:
+        link = self.membership.link_for(owner)
+        self.ctx.metrics.ops_forwarded.inc(len(idx))
+        try:
+            if link is None:
+                raise PeerGone(owner)
+            reply = await link.request(
+                {"t": "FWD", "ops": [ops[i].to_wire() for i in idx]},
+                self.ctx.config.request_timeout_s,
+            )
+            results = reply.get("results")
+            if not isinstance(results, list) or len(results) != len(idx):
+                raise ProtocolError("bad FWD_RESP")
+            for i, r in zip(idx, results, strict=True):
+                out[i] = Outcome.from_wire(r)
+        except (PeerGone, TimeoutError, ProtocolError) as exc:
+            self.ctx.log.info("forward to %s failed: %r", owner, exc)
+            for i in idx:
+                out[i] = self._not_owner(partition_id(ops[i].key), "owner unreachable")
+
+    def _on_fwd_msg(self, link: PeerLink, msg: dict[str, Any]) -> None:
+        # not awaited by the link: a forwarded batch waits for its backups' acks
+        self.ctx.spawn(self._on_fwd(link, msg))
+
+    async def _on_fwd(self, link: PeerLink, msg: dict[str, Any]) -> None:
+        raw = msg.get("ops")
+        ops: list[ClientOp | None] = []
+        for item in raw if isinstance(raw, list) else []:
+            try:
+                ops.append(ClientOp.from_wire(item))
+            except ProtocolError:
+                ops.append(None)
+        valid = [op for op in ops if op is not None]
+        outcomes = iter(await self.execute(valid, forwarded=True))
+        results = [
+            next(outcomes).to_wire() if op is not None else Outcome(False, "INVALID_OP").to_wire()
+            for op in ops
+        ]
+        await link.reply(msg, {"t": "FWD_RESP", "results": results})

@@ -1,0 +1,105 @@
+"""Replication: copying an owner's merged records to its backups, and applying them there.
+
+The owner sends one ``REPL`` per backup for a whole client batch and acks the client only
+after every live backup confirmed (see :mod:`operations`). A backup that has meanwhile become
+the owner passes the records on to its own backups before answering (one hop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from topgun.core.errors import ClockSkewError, ProtocolError
+from topgun.core.hashing import partition_id
+from topgun.core.messages import ClientOp
+from topgun.core.table import PartitionTable
+from topgun.server.context import NodeContext
+from topgun.server.membership import Membership
+from topgun.server.peer_link import PeerGone, PeerLink
+from topgun.server.store import Triple, triples_from_wire, triples_to_wire
+
+
+class Replication:
+    def __init__(self, ctx: NodeContext, membership: Membership) -> None:
+        self.ctx = ctx
+        self.membership = membership
+        self.table_of: Callable[[], PartitionTable | None] = lambda: None
+        membership.handlers["REPL"] = self._on_repl
+
+    def merge_records(self, raw: object) -> list[Triple]:
+        """LWW-merge records a peer sent (replication, migration) into the store."""
+        triples = triples_from_wire(raw)
+        hlc, store = self.ctx.hlc, self.ctx.store
+        for name, key, rec in triples:
+            with contextlib.suppress(ClockSkewError):
+                hlc.update(rec.timestamp)
+            store.merge(name, key, rec)
+        return triples
+
+    async def replicate(self, backup: str, ops: list[ClientOp]) -> bool | None:
+        """True: the backup confirmed; False: it is gone (dead); None: no answer in time."""
+        recs = [[op.map_name, op.key, op.record.to_wire()] for op in ops if op.record]
+        return await self._send_repl(backup, {"t": "REPL", "recs": recs})
+
+    async def _send_repl(self, backup: str, msg: dict[str, Any]) -> bool | None:
+        link = self.membership.link_for(backup)
+        if link is None:
+            return False
+        metrics = self.ctx.metrics
+        started = time.perf_counter()
+        metrics.replication_pending.inc()
+        try:
+            reply = await link.request(msg, self.ctx.config.request_timeout_s)
+            metrics.replication_lag.set(time.perf_counter() - started)
+            return bool(reply.get("ok", False)) or None
+        except PeerGone:
+            return False
+        except TimeoutError:
+            self.ctx.log.warning("replication to %s timed out", backup)
+            return None
+        finally:
+            metrics.replication_pending.dec()
+
+    async def _on_repl(self, link: PeerLink, msg: dict[str, Any]) -> None:
+        try:
+            triples = self.merge_records(msg.get("recs"))
+            self.ctx.metrics.ops_replicated.inc(len(triples))
+            ok = True if msg.get("hop") else await self._pass_on(triples, link.node_id)
+            await link.reply(msg, {"t": "REPL_ACK", "ok": ok})
+        except (ProtocolError, ValueError) as exc:
+            await link.reply(msg, {"t": "REPL_ACK", "ok": False, "error": str(exc)})
+
+    async def _pass_on(self, triples: list[Triple], sender: str) -> bool:
+        """Copy records replicated to us onward to our backups where we now own them.
+
+        The sender replicated by the table it had; if ownership has meanwhile moved here
+        (a promotion during failover or shutdown), our backups may have been filled by a
+        migration that predates these records. Passing them on before acking makes the
+        sender's client ack cover every current replica. One hop only (``hop``), so nodes
+        whose tables briefly disagree cannot bounce records between them.
+        """
+        t = self.table_of()
+        if t is None:
+            return True
+        me = self.ctx.node_id
+        onward: dict[str, list[Triple]] = defaultdict(list)
+        for triple in triples:
+            pid = partition_id(triple[1])
+            if t.owners[pid] == me:
+                for b in t.backups[pid]:
+                    if b not in (me, sender):
+                        onward[b].append(triple)
+        if not onward:
+            return True
+        oks = await asyncio.gather(
+            *(
+                self._send_repl(b, {"t": "REPL", "hop": 1, "recs": triples_to_wire(recs)})
+                for b, recs in onward.items()
+            )
+        )
+        return all(ok is not None for ok in oks)
