@@ -23,9 +23,10 @@ MASK32 = 0xFFFFFFFF
 HEX = "0123456789abcdef"
 
 
-def key_path(key: str, depth: int = DEPTH) -> str:
-    """The leaf path of ``key``: the first ``depth`` hex digits of its hash."""
-    return f"{fnv1a_utf16(key):08x}"[:depth]
+def key_path(key: str, depth: int = DEPTH, key_hash: int | None = None) -> str:
+    """The leaf path of ``key``: the first ``depth`` hex digits of its hash (``key_hash``
+    saves hashing again when the caller has it, as the store does for the partition id)."""
+    return f"{fnv1a_utf16(key) if key_hash is None else key_hash:08x}"[:depth]
 
 
 def entry_hash(key: str, ts: Timestamp) -> int:
@@ -36,38 +37,36 @@ def entry_hash(key: str, ts: Timestamp) -> int:
 class MerkleTree:
     """Sums of entry hashes per path prefix, plus the entries of each leaf."""
 
-    __slots__ = ("_counts", "_depth", "_entries", "_leaves", "_sums")
+    __slots__ = ("_counts", "_depth", "_leaves", "_sums")
 
     def __init__(self, depth: int = DEPTH) -> None:
         self._depth = depth
         self._sums: dict[str, int] = {}  # path prefix ("" = root) → hash
         self._counts: dict[str, int] = {}  # path prefix → entries under it
         self._leaves: dict[str, dict[str, int]] = {}  # leaf path → key → entry hash
-        self._entries: dict[str, str] = {}  # key → its leaf path
 
     @property
     def depth(self) -> int:
         return self._depth
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._counts.get("", 0)
 
-    def update(self, key: str, ts: Timestamp) -> None:
+    def update(self, key: str, ts: Timestamp, key_hash: int | None = None) -> None:
         """Set ``key``'s entry to the record stamped ``ts`` (replacing any earlier one)."""
-        path = self._entries.get(key) or key_path(key, self._depth)
+        path = key_path(key, self._depth, key_hash)
         leaf = self._leaves.setdefault(path, {})
         new = entry_hash(key, ts)
         old = leaf.get(key)
         leaf[key] = new
-        self._entries[key] = path
         self._add(path, new - (old or 0), 0 if old is not None else 1)
 
-    def remove(self, key: str) -> None:
+    def remove(self, key: str, key_hash: int | None = None) -> None:
         """Forget ``key`` entirely (a purged record, or a partition handed away)."""
-        path = self._entries.pop(key, None)
-        if path is None:
+        path = key_path(key, self._depth, key_hash)
+        leaf = self._leaves.get(path)
+        if leaf is None or key not in leaf:
             return
-        leaf = self._leaves[path]
         old = leaf.pop(key)
         if not leaf:
             del self._leaves[path]
@@ -110,7 +109,8 @@ class MerkleTree:
         return sorted(self._leaves.get(path, ()))
 
     def keys(self) -> Iterator[str]:
-        return iter(self._entries)
+        for leaf in self._leaves.values():
+            yield from leaf
 
 
 def summed_buckets(trees: Iterable[MerkleTree], path: str) -> dict[str, int]:

@@ -1,11 +1,17 @@
-"""The records one node holds, grouped by partition so a partition can be migrated whole."""
+"""The records one node holds, grouped by partition so a partition can be migrated whole.
+
+Merkle trees (:mod:`topgun.core.merkle`) exist per (partition, map) once someone asked for
+one (sync, replica repair) and are kept current on every merge from then on, so a map that
+is never synced costs no tree memory and a synced one is never rebuilt per request.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
-from topgun.core.hashing import PARTITION_COUNT, partition_id
+from topgun.core.hashing import PARTITION_COUNT, fnv1a_utf16
+from topgun.core.merkle import MerkleTree, entry_hash
 from topgun.core.records import LWWMap, LWWRecord
 
 Triple = tuple[str, str, LWWRecord]
@@ -15,18 +21,44 @@ Triple = tuple[str, str, LWWRecord]
 class PartitionStore:
     def __init__(self, partition_count: int = PARTITION_COUNT) -> None:
         self._parts: list[dict[str, LWWMap]] = [{} for _ in range(partition_count)]
+        self._trees: dict[tuple[int, str], MerkleTree] = {}
 
     def merge(self, map_name: str, key: str, record: LWWRecord, pid: int | None = None) -> bool:
         """LWW-merge one record; ``pid`` saves hashing the key again when the caller has it."""
-        maps = self._parts[(partition_id(key) if pid is None else pid) % len(self._parts)]
+        if pid is None:
+            pid = fnv1a_utf16(key) % len(self._parts)
+        maps = self._parts[pid]
         m = maps.get(map_name)
         if m is None:
             m = maps[map_name] = LWWMap()
-        return m.merge(key, record)
+        if not m.merge(key, record):
+            return False
+        tree = self._trees.get((pid, map_name)) if self._trees else None
+        if tree is not None:
+            tree.update(key, record.timestamp)
+        return True
 
     def get(self, map_name: str, key: str) -> LWWRecord | None:
-        m = self._parts[partition_id(key) % len(self._parts)].get(map_name)
+        m = self._parts[fnv1a_utf16(key) % len(self._parts)].get(map_name)
         return None if m is None else m.record(key)
+
+    def tree(self, pid: int, map_name: str) -> MerkleTree:
+        """The Merkle tree of one map's records in one partition, built on first use."""
+        tree = self._trees.get((pid, map_name))
+        if tree is None:
+            tree = self._trees[(pid, map_name)] = MerkleTree()
+            m = self._parts[pid].get(map_name)
+            for key, rec in m.items() if m is not None else ():
+                tree.update(key, rec.timestamp)
+        return tree
+
+    def partition_digest(self, pid: int) -> dict[str, int]:
+        """Map name → sum of entry hashes of this partition's records: equal on two replicas
+        exactly when (barring hash collisions) they hold the same versions. Not cached."""
+        return {
+            name: sum(entry_hash(k, r.timestamp) for k, r in m.items()) & 0xFFFFFFFF
+            for name, m in self._parts[pid].items()
+        }
 
     def partition_records(self, pid: int) -> list[Triple]:
         return [(name, k, r) for name, m in self._parts[pid].items() for k, r in m.items()]

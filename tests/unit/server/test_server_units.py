@@ -111,6 +111,20 @@ def test_store_groups_by_partition_and_round_trips() -> None:
         triples_from_wire([["m", 1, {}]])
 
 
+def test_store_trees_are_built_on_first_use_and_kept_current_by_merges() -> None:
+    s = PartitionStore()
+    s.merge("m", "key-1", rec(1, 10))
+    tree = s.tree(236, "m")  # built from what the partition holds
+    first = tree.root()
+    assert first == s.partition_digest(236)["m"] != 0
+    s.merge("m", "key-1", rec(2, 20))  # newer: the live tree follows
+    assert s.tree(236, "m") is tree and tree.root() != first
+    assert tree.root() == s.partition_digest(236)["m"]
+    s.merge("m", "key-1", rec(0, 5))  # older: not merged, tree unchanged
+    assert tree.root() == s.partition_digest(236)["m"]
+    assert s.tree(236, "other").root() == 0 and s.partition_digest(0) == {}
+
+
 # --- write path with fake peers --------------------------------------------------------------
 
 
