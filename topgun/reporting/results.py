@@ -53,7 +53,9 @@ def parse_result(data: Mapping[str, Any]) -> ScenarioResult:
 
 
 def read_results(directory: Path) -> list[ScenarioResult]:
-    return [parse_result(json.loads(p.read_text(encoding="utf-8"))) for p in result_files(directory)]
+    return [
+        parse_result(json.loads(p.read_text(encoding="utf-8"))) for p in result_files(directory)
+    ]
 
 
 def mark_cluster_mode(directory: Path, mode: str, reasons: Mapping[str, str] | None = None) -> int:

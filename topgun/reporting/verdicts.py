@@ -47,9 +47,15 @@ class CriterionVerdict:
     def modes_in_words(self) -> str:
         return ", ".join(f"{m.mode}: {m.verdict}" for m in self.modes) or "no results"
 
+    def verdict_in_words(self) -> str:
+        """``MET in embedded and processes``, or per mode when the modes disagree."""
+        if len({m.verdict for m in self.modes}) == 1:
+            return f"{self.verdict.upper()} in {' and '.join(m.mode for m in self.modes)}"
+        return f"{self.verdict.upper()} ({self.modes_in_words()})"
+
     def heading(self) -> str:
         """The tree group's name: the criterion, its verdict and what it asks."""
-        return f"{self.criterion} · {self.verdict.upper()} · {self.text} ({self.modes_in_words()})"
+        return f"{self.criterion} · {self.verdict_in_words()} · {self.text}"
 
     def one_line(self) -> str:
         return f"{self.criterion} {self.verdict.upper():<10} {self.text} — {self.modes_in_words()}"
@@ -82,7 +88,9 @@ def judge(results: Sequence[ScenarioResult]) -> list[CriterionVerdict]:
             passed = sum(r.status == "passed" for r in here)
             failed = sum(r.status in FAILED for r in here)
             skipped = len(here) - passed - failed
-            per_mode.append(ModeVerdict(mode, _verdict(passed, failed, skipped), passed, failed, skipped))
+            per_mode.append(
+                ModeVerdict(mode, _verdict(passed, failed, skipped), passed, failed, skipped)
+            )
         kinds = {m.verdict for m in per_mode}
         if NOT_MET in kinds:
             overall = NOT_MET
@@ -109,9 +117,11 @@ def tree_groups(result: ScenarioResult, verdicts: Sequence[CriterionVerdict]) ->
     if "AC-1" not in mine or not rest:
         return [" + ".join(by_id[c].heading() for c in mine)]
     inner = [
-        v
-        for v in verdicts
-        if v.criterion != "AC-1" and any("AC-1" in s.tags for s in v.scenarios)
+        v for v in verdicts if v.criterion != "AC-1" and any("AC-1" in s.tags for s in v.scenarios)
     ]
-    within = ", ".join(f"{v.criterion} {v.verdict}" for v in inner)
-    return [f"{by_id['AC-1'].heading()} — inside: {within}", " + ".join(by_id[c].heading() for c in rest)]
+    top = by_id["AC-1"]
+    within = " · ".join(f"{v.criterion} {v.verdict}" for v in inner)
+    return [
+        f"AC-1 · {top.verdict_in_words()} · inside: {within} · {top.text}",
+        " + ".join(by_id[c].heading() for c in rest),
+    ]
