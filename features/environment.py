@@ -78,6 +78,8 @@ def after_step(context, step):
         reason = str(step.exception)
         context.scenario.skip(reason)
         step.status = Status.skipped
+        step.exception = step.exc_traceback = None  # else allure-behave calls it "broken"
+        step.error_message = ""
         uuid = _current_result_uuid()
         if uuid:
             context.skip_reasons[uuid] = reason

@@ -8,8 +8,9 @@ ADMIN token); what a node holds is read with ``GET /admin/maps/<map>/<key>``.
 Whatever this cluster cannot do or show raises :class:`CannotRunHere`, and the behave hooks
 report the scenario as *skipped with that reason* — never as passed:
 
-- stopping, killing or starting a node needs a command template (``-D stop_cmd='… {node_id}'``,
-  ``-D kill_cmd=…``, ``-D start_cmd=…``; ``{node_id}`` and ``{client_url}`` are filled in);
+- stopping, killing or starting a node needs a shell command template (``-D stop_cmd='…
+  {node_id}'``, ``-D kill_cmd=…``, ``-D start_cmd=…``; ``{node_id}`` and ``{client_url}`` are
+  filled in, shell-quoted); a start command must return once the node is started;
 - a node without the admin routes makes server-side checks "not checkable";
 - a scenario that needs another cluster size, or nodes started with other options, cannot
   run against this one.
@@ -53,9 +54,11 @@ class NodeCommands:
                 f"needs node control: this step must {which} {node_id}; "
                 f"run with -D {which}_cmd='… {{node_id}} …'"
             )
-        command = template.format(node_id=node_id, client_url=client_url)
+        # the values come from the cluster's partition map: quoted, never shell syntax
+        command = template.format(node_id=shlex.quote(node_id), client_url=shlex.quote(client_url))
         done = subprocess.run(
-            shlex.split(command),
+            command,
+            shell=True,  # the template is the user's own command line, pipes and all
             capture_output=True,
             text=True,
             timeout=COMMAND_TIMEOUT_S,

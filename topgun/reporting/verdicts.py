@@ -58,7 +58,7 @@ class CriterionVerdict:
         return f"{self.criterion} · {self.verdict_in_words()} · {self.text}"
 
     def one_line(self) -> str:
-        return f"{self.criterion} {self.verdict.upper():<10} {self.text} — {self.modes_in_words()}"
+        return f"{self.criterion} {self.verdict.upper():<11} {self.text} — {self.modes_in_words()}"
 
 
 def _mode_key(mode: str) -> tuple[int, str]:
