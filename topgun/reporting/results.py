@@ -95,5 +95,5 @@ def _stamp(data: dict[str, Any], mode: str, host: str) -> None:
         if field in data:
             data[field] = hashlib.md5(f"{data[field]}:{mode}".encode()).hexdigest()
     labels = [lb for lb in data.get("labels", []) if lb.get("name") not in ("host", "thread")]
-    labels += [{"name": "host", "value": host}, {"name": "thread", "value": f"cluster={mode}"}]
+    labels += [{"name": "host", "value": host}, {"name": "thread", "value": mode}]
     data["labels"] = labels
