@@ -101,14 +101,24 @@ def strip_analytics(report_dir: Path) -> int:
     return stripped
 
 
-def generate(results: Sequence[Path], output: Path, *, nodes: int, name: str) -> None:
+def generate(
+    results: Sequence[Path], output: Path, *, nodes: int, name: str, multi_file: bool = False
+) -> None:
+    """Build the report; ``multi_file`` writes Allure's folder of data files instead of one
+    page (for hosting on a web server: that form does not open from disk)."""
     if output.exists():
         shutil.rmtree(output)
     with tempfile.TemporaryDirectory(prefix="topgun-allure-") as tmp:
         staging = Path(tmp)
         subtitle = stage(results, staging, nodes)
+        config = CONFIG
+        if multi_file:
+            settings = json.loads(CONFIG.read_text(encoding="utf-8"))
+            settings["plugins"]["awesome"]["options"]["singleFile"] = False
+            config = staging / "allurerc.json"
+            config.write_text(json.dumps(settings), encoding="utf-8")
         command = ["npx", "--no-install", "allure", "generate", str(staging)]
-        command += ["--config", str(CONFIG), "-o", str(output), "--name", f"{name}: {subtitle}"]
+        command += ["--config", str(config), "-o", str(output), "--name", f"{name}: {subtitle}"]
         subprocess.run(command, check=True, timeout=600, stdout=subprocess.DEVNULL)
     strip_analytics(output)
     if not (output / "index.html").is_file():
@@ -121,12 +131,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, default=Path("reports/allure-report"))
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--name", default="TopGun acceptance (SPEC-048c)")
+    parser.add_argument(
+        "--multi-file", action="store_true", help="a folder of files to serve over HTTP"
+    )
     args = parser.parse_args(argv)
     missing = [d for d in args.results if not d.is_dir()]
     if missing:
         print(f"no results directory: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
-    generate(args.results, args.output, nodes=args.nodes, name=args.name)
+    generate(
+        args.results, args.output, nodes=args.nodes, name=args.name, multi_file=args.multi_file
+    )
     print(f"report: {args.output / 'index.html'}")
     return 0
 

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from topgun.reporting.results import parse_result, result_files
-from topgun.reporting.verdicts import MET, NOT_MET, CriterionVerdict, judge, tree_groups
+from topgun.reporting.verdicts import (
+    MET,
+    NOT_MET,
+    CriterionVerdict,
+    ModeVerdict,
+    judge,
+    tree_groups,
+)
 
 TREE_LABELS = ("parentSuite", "suite")
 """The report groups by these (``allurerc.json``); they are set here, nowhere else."""
@@ -49,10 +56,16 @@ def verdict_page(verdicts: Sequence[CriterionVerdict]) -> str:
     rows = []
     for v in verdicts:
         names = "<br>".join(sorted({html.escape(s.name) for s in v.scenarios})) or "—"
-        per_mode = "".join(
-            cell(m.verdict, f"{m.passed} passed, {m.failed} failed, {m.skipped} skipped")
-            for m in v.modes
-        )
+        inner = [
+            o.criterion
+            for o in verdicts
+            if o is not v and o.scenarios and set(o.scenarios) <= set(v.scenarios)
+        ]
+        if inner and all(
+            any(s in o.scenarios for o in verdicts if o is not v) for s in v.scenarios
+        ):
+            names = f"those of {', '.join(inner)} ({len(v.scenarios)} results)"
+        per_mode = "".join(cell(m.verdict, _counts(m)) for m in v.modes)
         rows.append(
             f"<tr><th>{v.criterion}</th><td>{html.escape(v.text)}</td>"
             f"{cell(v.verdict)}{per_mode}<td>{names}</td></tr>"
@@ -60,15 +73,21 @@ def verdict_page(verdicts: Sequence[CriterionVerdict]) -> str:
     head = "".join(f"<th>{html.escape(m)}</th>" for m in modes)
     return (
         '<!doctype html><html><head><meta charset="utf-8"><title>Acceptance criteria</title>'
-        "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
-        "td,th{border:1px solid #d0d7de;padding:6px;text-align:left;vertical-align:top}</style>"
-        "</head><body><h2>SPEC-048c acceptance criteria</h2>"
+        "<style>body{font:12px sans-serif;margin:4px}h3{margin:0 0 6px}"
+        "table{border-collapse:collapse}"
+        "td,th{border:1px solid #d0d7de;padding:3px 5px;text-align:left;vertical-align:top}</style>"
+        "</head><body><h3>SPEC-048c acceptance criteria</h3>"
         f"<table><tr><th>Criterion</th><th>What it asks</th><th>Verdict</th>{head}"
         f"<th>Scenarios</th></tr>{''.join(rows)}</table>"
         "<p>Met: every scenario of the criterion ran and passed in that mode. Not met: one "
         "failed. Not run: all were skipped (the reason is on each scenario). The tree of "
         "results groups the scenarios under these criteria.</p></body></html>"
     )
+
+
+def _counts(mode: ModeVerdict) -> str:
+    parts = [(mode.passed, "passed"), (mode.failed, "failed"), (mode.skipped, "skipped")]
+    return ", ".join(f"{n} {word}" for n, word in parts if n) or "no scenario"
 
 
 def add_global_attachments(staging: Path, pages: Sequence[tuple[str, str, str]]) -> None:
