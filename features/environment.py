@@ -16,6 +16,7 @@ Options (``behave -D name=value``):
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -46,6 +47,11 @@ def before_all(context):
         start=userdata.get("start_cmd", ""),
     )
     context.external = ExternalOptions(seeds, commands)
+    if context.cluster_mode == "external" and not (seeds and os.environ.get("TOPGUN_JWT_SECRET")):
+        raise ValueError(
+            "cluster=external needs -D seeds=ws://host:port,... and TOPGUN_JWT_SECRET "
+            "(the secret the cluster's client tokens are signed with) in the environment"
+        )
     context.config.show_skipped = True  # a skipped scenario stays in the report, with why
     context.skip_reasons = {}
     context.results_dirs = _allure_results_dirs(context)
@@ -55,6 +61,8 @@ def before_all(context):
 
 
 def after_all(context):
+    if not hasattr(context, "loop"):  # before_all refused the options
+        return
     context.loop.close()
     for results in context.results_dirs:
         mark_cluster_mode(results, context.cluster_mode, context.skip_reasons)
@@ -133,7 +141,7 @@ def _attach_evidence(world, *, failed):
 
 
 def _what_was_seen(world):
-    seen = {"cluster mode": world.mode}
+    seen = {"cluster mode": world.mode if world.clusters else "none: no node takes part"}
     for cluster in world.clusters:
         seen["nodes"] = {
             n: {
