@@ -1,5 +1,4 @@
-@AC-7 @allure.label.epic:SPEC-048c_cluster_client
-@allure.label.story:AC-7_cluster_building_blocks_still_work
+@AC-7
 Feature: The cluster building blocks work as before
   The end-to-end flow stands on smaller parts: the key-to-partition rule, the partition
   router and its metrics, the circuit breaker, the connection states, partition-map refresh

@@ -1,5 +1,4 @@
-@AC-6 @allure.label.epic:SPEC-048c_cluster_client
-@allure.label.story:AC-6_single_server_mode_still_works
+@AC-6
 Feature: Single-server mode works as before
   A client can also talk to one server by its address, with no partition map and no
   routing. Everything that worked that way before the cluster client existed still works.

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from topgun.server.auth import make_token
 from topgun.server.config import DEV_SECRET, NodeConfig
+from topgun.server.logutil import quiet_third_party
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -102,11 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "token":
         print(make_token(args.secret, sub=args.sub, roles=args.role or None, ttl_s=args.ttl))
         return 0
+    level = getattr(logging, str(args.log_level).upper(), logging.INFO)
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    quiet_third_party(level)
     try:
         cfg = _config(args)
         cfg.validate()

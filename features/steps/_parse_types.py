@@ -1,4 +1,5 @@
-"""Types for step sentences: JSON values, possibly-empty quoted text, and node roles."""
+"""Types for step sentences: JSON values, possibly-empty quoted text, node roles and time
+limits."""
 
 import json
 
@@ -21,4 +22,11 @@ def parse_role(text):
     return text
 
 
-register_type(Json=parse_json, Text=parse_text, Role=parse_role)
+@parse.with_pattern(r"\d+(?:\.\d+)? seconds(?: \(stretched [\d.]+ times to [\d.]+ s\))?")
+def parse_limit(text):
+    """A stated time limit, ``N seconds``; with ``-D timeout_multiplier`` the hooks add
+    what it was stretched to, and the step still receives the stated N."""
+    return float(text.split()[0])
+
+
+register_type(Json=parse_json, Text=parse_text, Role=parse_role, Limit=parse_limit)

@@ -17,8 +17,10 @@ from hamcrest import (
 )
 
 from topgun.client.errors import AuthError
+from topgun.core.hashing import partition_id
 from topgun.harness import eventually
 from topgun.harness.client_driver import ClientDriver
+from topgun.harness.evidence import table_summary
 from topgun.harness.world import LastWrite
 
 
@@ -74,7 +76,7 @@ def single_client_bad_token(context):
         context.world.notes["start_error"] = None
 
 
-@then("the client is refused with an authentication error within {secs:g} seconds")
+@then("the client is refused with an authentication error within {secs:Limit}")
 def client_refused(context, secs):
     error = context.world.notes["start_error"]
     assert_that(error, is_(AuthError), "what start() raised for a token with a wrong signature")
@@ -94,13 +96,13 @@ def another_client_can_write(context, user, value, key, map_name):
 # --- what the client knows ------------------------------------------------------------
 
 
-@then("the client is signed in to all {count:d} nodes within {secs:g} seconds")
+@then("the client is signed in to all {count:d} nodes within {secs:Limit}")
 def signed_in_everywhere(context, count, secs):
     context.world.client.wait_signed_in(count, context.world.limit(secs))
 
 
-@then("the client holds a partition map of {partitions:d} partitions within {secs:g} seconds")
-@given("the client holds a partition map of {partitions:d} partitions within {secs:g} seconds")
+@then("the client holds a partition map of {partitions:d} partitions within {secs:Limit}")
+@given("the client holds a partition map of {partitions:d} partitions within {secs:Limit}")
 def holds_partition_map(context, partitions, secs):
     driver = context.world.client
 
@@ -111,11 +113,17 @@ def holds_partition_map(context, partitions, secs):
         return table
 
     table = eventually(has_map, context.world.limit(secs), "a partition map at the client")
+    context.world.record("client holds partition map", map_version=table.version)
+    _attach_json(table_summary(table), f"partition map v{table.version} held by the client")
     allure.attach(
         json.dumps(table.to_wire(), indent=1),
-        name=f"partition map v{table.version} held by the client",
+        name=f"partition map v{table.version}: all {table.partition_count} partitions (full)",
         attachment_type=AttachmentType.JSON,
     )
+
+
+def _attach_json(value, name):
+    allure.attach(json.dumps(value, indent=2), name=name, attachment_type=AttachmentType.JSON)
 
 
 @then("the client's partition map is the one every node serves")
@@ -141,7 +149,7 @@ def smart_routing_active(context):
     assert_that(context.world.client.routing_active(), is_(True), "client.is_routing_active()")
 
 
-@when("the client holds a partition map without the former owner within {secs:g} seconds")
+@when("the client holds a partition map without the former owner within {secs:Limit}")
 def map_without_former_owner(context, secs):
     former = context.world.notes["former_owner"]
 
@@ -154,10 +162,10 @@ def map_without_former_owner(context, secs):
     eventually(without_former, context.world.limit(secs), f"a map without {former}")
 
 
-@then("the client holds a newer partition map that includes the third node within {secs:g} seconds")
+@then("the client holds a newer partition map that includes the third node within {secs:Limit}")
 def newer_map_with_third_node(context, secs):
     driver = context.world.client
-    before = context.world.notes.setdefault("map_version_before_join", None)
+    before = context.world.notes["map_version_before_join"]
 
     def includes_third():
         table = driver.table()
@@ -165,8 +173,8 @@ def newer_map_with_third_node(context, secs):
         return table
 
     table = eventually(includes_third, context.world.limit(secs), "a map that includes node-3")
-    if before is not None:
-        assert_that(table.version, greater_than(before), "map version after the join")
+    context.world.record("client holds partition map", map_version=table.version)
+    assert_that(table.version, greater_than(before), "map version after the join")
 
 
 @then("the client has no partition map and no cluster statistics")
@@ -183,6 +191,13 @@ def no_cluster_view(context):
 def _write(context, value, key, map_name):
     world = context.world
     world.last_write = LastWrite(map_name, key, value, world.client.metrics())
+    table = world.client.table()
+    world.notes["partition"] = partition_id(key)
+    world.record(
+        f"write {map_name}/{key} = {json.dumps(value)}",
+        partition=partition_id(key),
+        owner_in_client_map=None if table is None else table.owner_of_key(key),
+    )
     world.client.write(map_name, key, value)
 
 
@@ -195,6 +210,7 @@ def client_writes(context, value, key, map_name):
 def client_has_written(context, value, key, map_name):
     _write(context, value, key, map_name)
     context.world.client.flush(context.world.limit(2))
+    context.world.record("acknowledged by owner and backup (flush returned)")
 
 
 @when(
@@ -211,11 +227,23 @@ def _write_while_departing(context, how, key, value, map_name):
     world = context.world
     owner = world.cluster.owner_of(key)
     world.notes["former_owner"] = owner
+    world.notes["partition"] = partition_id(key)
     world.last_write = LastWrite(map_name, key, value, world.client.metrics(), owner)
-    depart = world.cluster.shutdown if how == "shut down" else world.cluster.kill
-    world.notes["departure"] = world.client.write_as_node_departs(
+    depart = world.shutdown if how == "shut down" else world.kill
+    departure = world.client.write_as_node_departs(
         owner, map_name, key, value, depart=lambda: depart(owner), within=world.limit(10)
     )
+    world.notes["departure"] = departure
+    world.record(
+        f"write {map_name}/{key} = {json.dumps(value)}, made the moment the client noticed "
+        f"{owner} going (the notice above)",
+        noticed=_event_words(departure.event),
+        sent_to=departure.sent_to,
+    )
+
+
+def _event_words(event):
+    return {"kind": event.kind.value, "node": event.node_id, "map_version": event.map_version}
 
 
 @when(
@@ -233,10 +261,11 @@ def owner_killed_during_write(context, key, value, map_name):
     _write_while_departing(context, "killed", key, value, map_name)
 
 
-@then("the write is acknowledged within {secs:g} seconds")
+@then("the write is acknowledged within {secs:Limit}")
 def write_acknowledged(context, secs):
     context.world.client.flush(context.world.limit(secs))
     assert_that(context.world.client.pending(), equal_to(0), "ops still waiting for an ack")
+    context.world.record("acknowledged by owner and backup (flush returned)")
 
 
 @then("the write is still waiting to be sent")
@@ -249,10 +278,7 @@ def client_reads_locally(context, value, key, map_name):
     assert_that(context.world.client.read_local(map_name, key), equal_to(value), "local read")
 
 
-@then(
-    'reading "{key}" from map "{map_name}" on the cluster gives {value:Json} '
-    "within {secs:g} seconds"
-)
+@then('reading "{key}" from map "{map_name}" on the cluster gives {value:Json} within {secs:Limit}')
 def read_back_from_cluster(context, key, map_name, value, secs):
     driver = context.world.client
 
@@ -267,22 +293,23 @@ def _metrics_delta(context):
     world = context.world
     before = world.last_write.metrics_before or {}
     after = world.client.metrics()
-    allure.attach(
-        json.dumps({"before the write": before, "after": after}, indent=2),
-        name="routing metrics",
-        attachment_type=AttachmentType.JSON,
-    )
-    return {k: after[k] - before.get(k, 0) for k in after}
+    delta = {k: after[k] - before.get(k, 0) for k in after}
+    rows = {k: {"before": before.get(k, 0), "after": after[k], "change": delta[k]} for k in after}
+    _attach_json(rows, "routing metrics before and after the write")
+    return delta
 
 
 def _sent_around_former_owner(context):
     """Where the write made at the departure went, at that very moment."""
     departure = context.world.notes["departure"]
     former = context.world.notes["former_owner"]
-    allure.attach(
-        json.dumps({"noticed": str(departure.event), "sent to": departure.sent_to}, indent=2),
-        name="how the client noticed the departure and where it sent the write",
-        attachment_type=AttachmentType.JSON,
+    _attach_json(
+        {
+            "former owner": former,
+            "noticed": _event_words(departure.event),
+            "sent to": departure.sent_to,
+        },
+        "how the client noticed the departure and where it sent the write",
     )
     assert_that(departure.sent_to, has_length(1), f"nodes the write was sent to ({departure})")
     assert_that(departure.sent_to[0], is_not(equal_to(former)), "node the write was sent to")

@@ -30,30 +30,33 @@ def start_single_node(context):
 def owner_has_been_shut_down(context, key):
     world = context.world
     world.notes["former_owner"] = owner = world.cluster.owner_of(key)
-    world.cluster.shutdown(owner)
+    world.notes["partition"] = partition_id(key)
+    world.shutdown(owner)
 
 
 @given("the node has been shut down")
 @when("the node has been shut down")
 def single_node_shut_down(context):
-    context.world.cluster.shutdown(context.world.cluster.order[0])
+    context.world.shutdown(context.world.cluster.order[0])
 
 
 @when("the node has been killed")
 def single_node_killed(context):
-    context.world.cluster.kill(context.world.cluster.order[0])
+    context.world.kill(context.world.cluster.order[0])
 
 
 @when("the node is started again at the same address")
 def single_node_restarted(context):
-    context.world.cluster.restart(context.world.cluster.order[0], same_address=True)
+    context.world.restart(context.world.cluster.order[0], same_address=True)
 
 
 @when("a third node joins the cluster")
 def third_node_joins(context):
-    cluster = context.world.cluster
-    cluster.start_node(f"node-{len(cluster.order) + 1}")
-    cluster.wait_until_formed(context.world.limit(10))
+    world = context.world
+    if world.clients and world.client.table() is not None:
+        world.notes["map_version_before_join"] = world.client.table().version
+    world.add_node(f"node-{len(world.cluster.order) + 1}")
+    world.keep_table("after the join", world.cluster.wait_until_formed(world.limit(10)))
 
 
 def _holder(context, role, key):
@@ -84,9 +87,17 @@ def _assert_holds(context, node, map_name, key, value):
 
 
 def _attach_holdings(context, map_name, key):
-    holdings = context.world.cluster.holdings(map_name, key)
+    world = context.world
+    holdings = world.cluster.holdings(map_name, key)
+    world.record(
+        f"read {map_name}/{key} on every node",
+        **{
+            n: f"{h.get('role')}: {json.dumps((h.get('record') or {}).get('value'))}"
+            for n, h in holdings.items()
+        },
+    )
     allure.attach(
-        json.dumps(holdings, indent=2, default=str),
+        json.dumps(holdings, indent=2),
         name=f"what each node holds for {map_name}/{key}",
         attachment_type=AttachmentType.JSON,
     )
@@ -99,7 +110,7 @@ def role_holds(context, role, key, value, map_name):
     _attach_holdings(context, map_name, key)
 
 
-@then('the {role:Role} of "{key}" holds {value:Json} in map "{map_name}" within {secs:g} seconds')
+@then('the {role:Role} of "{key}" holds {value:Json} in map "{map_name}" within {secs:Limit}')
 def role_holds_within(context, role, key, value, map_name, secs):
     eventually(
         lambda: _assert_holds(context, _holder(context, role, key), map_name, key, value),

@@ -19,7 +19,7 @@ def connection_went_through(context, states):
     assert_that(history, contains_exactly(*expected), f"states of connection {conn_id}")
 
 
-@then("its connection leaves {state} within {secs:g} seconds")
+@then("its connection leaves {state} within {secs:Limit}")
 def connection_leaves(context, state, secs):
     def left():
         conn_id, history = _only_connection(context)

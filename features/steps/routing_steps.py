@@ -1,5 +1,6 @@
 """Steps about routing: the metrics sentence, and the pure router and circuit breaker."""
 
+import json
 import re
 
 from behave import given, then, when
@@ -74,7 +75,9 @@ def routing_metrics_show(context, expectation):
 @then('key "{key:Text}" belongs to partition {pid:d} of {count:d}')
 def key_belongs_to_partition(context, key, pid, count):
     assert_that(PARTITION_COUNT, equal_to(count), "partitions in a TopGun cluster")
-    assert_that(partition_id(key), equal_to(pid), f"partition of {key!r}")
+    got = partition_id(key)
+    context.world.record("partition computed", key=json.dumps(key), partition=got, expected=pid)
+    assert_that(got, equal_to(pid), f"partition of {key!r}")
 
 
 # --- circuit breaker --------------------------------------------------------------------
@@ -90,6 +93,10 @@ def circuit_breaker(context, failures, secs):
     context.world.notes["breaker_factory"] = lambda: CircuitBreaker(failures, secs, clock)
 
 
+def _record_breaker(context, node, what):
+    context.world.record(f"{node}: {what}", circuit=str(_breaker(context, node).state))
+
+
 def _breaker(context, node):
     notes = context.world.notes
     return notes["breakers"].setdefault(node, notes["breaker_factory"]())
@@ -100,16 +107,19 @@ def _breaker(context, node):
 def node_fails(context, node, times):
     for _ in range(times):
         _breaker(context, node).record_failure()
+    _record_breaker(context, node, f"{times} failure(s)")
 
 
 @when('node "{node}" succeeds')
 def node_succeeds(context, node):
     _breaker(context, node).record_success()
+    _record_breaker(context, node, "a success")
 
 
 @when("{secs:g} seconds pass")
 def seconds_pass(context, secs):
     context.world.notes["clock"].now += secs
+    context.world.record(f"{secs:g} seconds pass on the test clock")
 
 
 @then('the circuit of "{node}" is {state}')
@@ -155,7 +165,14 @@ def router_connections_up(context, a, b, c):
 @when('the router routes "{key}"')
 def router_routes(context, key):
     notes = context.world.notes
-    notes["decision"] = notes["router"].decide(key, notes["usable"])
+    notes["decision"] = decision = notes["router"].decide(key, notes["usable"])
+    context.world.record(
+        f"router routes {key}",
+        kind=str(decision.kind),
+        to=decision.node_id,
+        usable=notes["usable"],
+        metrics=notes["router"].get_metrics(),
+    )
 
 
 @when('the connection to the owner of "{key}" goes down')
@@ -187,6 +204,12 @@ def router_offered_older(context):
     router = notes["router"]
     notes["held_version"] = router.version
     notes["accepted"] = router.update_table(_table(router.version - 1, ["node-1", "node-2"]))
+    context.world.record(
+        "router offered an older map",
+        held=notes["held_version"],
+        offered=notes["held_version"] - 1,
+        accepted=notes["accepted"],
+    )
 
 
 @then("the router keeps the partition map it holds")

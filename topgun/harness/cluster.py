@@ -339,13 +339,8 @@ class ProcessCluster(ClusterController):
         return self.procs[node_id].cluster_address
 
     def _http(self, node_id: str, path: str) -> Any:
-        url = self.client_url(node_id).replace("ws://", "http://", 1) + path
-        request = urllib.request.Request(
-            url, headers={"Authorization": f"Bearer {self._admin_token}"}
-        )
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return json.loads(response.read().decode("utf-8"))
+            return admin_get(self.client_url(node_id), path, self._admin_token)
         except (urllib.error.URLError, OSError) as exc:
             raise AssertionError(f"{node_id} did not answer {path}: {exc}") from exc
 
@@ -377,6 +372,18 @@ class ProcessCluster(ClusterController):
             if proc.popen.stdout is not None:
                 proc.popen.stdout.close()
         shutil.rmtree(self.log_dir, ignore_errors=True)  # logs were attached if they mattered
+
+
+def admin_get(client_url: str, path: str, token: str, timeout: float = 5.0) -> Any:
+    """GET one of a node's HTTP routes (on its client port) with a bearer token, as JSON.
+
+    Raises :class:`urllib.error.HTTPError` for an error status, ``URLError``/``OSError``
+    when the node does not answer.
+    """
+    url = client_url.replace("ws://", "http://", 1).replace("wss://", "https://", 1) + path
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read().decode("utf-8"))
 
 
 def _read_ready_line(popen: subprocess.Popen[str], within: float) -> dict[str, Any] | None:

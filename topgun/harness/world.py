@@ -2,15 +2,20 @@
 
 A :class:`World` is created before each scenario and closed after it, whatever happened:
 clusters are torn down and clients closed, so no scenario depends on another and no
-process or task outlives its scenario.
+process or task outlives its scenario. It also keeps the scenario's :class:`Timeline`
+(nodes started and stopped, partition maps, writes, acks, what the client noticed) and the
+partition maps it saw, which the behave hooks attach to the report.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from topgun.client import ClusterEvent
+from topgun.core.table import PartitionTable
 from topgun.harness.client_driver import ClientDriver
 from topgun.harness.cluster import (
     ClusterController,
@@ -18,11 +23,21 @@ from topgun.harness.cluster import (
     EmbeddedCluster,
     ProcessCluster,
 )
+from topgun.harness.evidence import Timeline
+from topgun.harness.external import ExternalCluster, NodeCommands
 from topgun.harness.loop import LoopThread
 
 log = logging.getLogger(__name__)
 
-MODES = ("embedded", "processes")
+MODES = ("embedded", "processes", "external")
+
+
+@dataclass(frozen=True)
+class ExternalOptions:
+    """Where the external cluster is and how to act on its nodes (``-D`` options)."""
+
+    seeds: tuple[str, ...] = ()
+    commands: NodeCommands = field(default_factory=NodeCommands)
 
 
 @dataclass
@@ -39,10 +54,14 @@ class World:
     loop: LoopThread
     mode: str = "embedded"
     timeout_multiplier: float = 1.0
+    external: ExternalOptions = field(default_factory=ExternalOptions)
     clusters: list[ClusterController] = field(default_factory=list)
     clients: list[ClientDriver] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
     last_write: LastWrite | None = None
+    timeline: Timeline = field(default_factory=Timeline)
+    tables: list[tuple[str, PartitionTable]] = field(default_factory=list)
+    """Partition maps worth showing, with a caption (first and last are compared)."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -51,6 +70,9 @@ class World:
     def limit(self, seconds: float) -> float:
         """A time limit from a feature sentence, stretched by ``-D timeout_multiplier``."""
         return seconds * self.timeout_multiplier
+
+    def record(self, event: str, **details: Any) -> None:
+        self.timeline.record(event, **details)
 
     @property
     def cluster(self) -> ClusterController:
@@ -65,19 +87,67 @@ class World:
         return self.clients[-1]
 
     def start_cluster(self, count: int, **node_options: Any) -> ClusterController:
-        settings = ClusterSettings(node_options=node_options)
-        cluster: ClusterController = (
-            EmbeddedCluster(self.loop, settings)
-            if self.mode == "embedded"
-            else ProcessCluster(settings)
-        )
+        cluster = self._controller(node_options)
         self.clusters.append(cluster)
         cluster.start(count)
-        cluster.wait_until_formed(self.limit(10))
+        table = cluster.wait_until_formed(self.limit(10))
+        self.record(
+            "cluster formed", mode=self.mode, nodes=cluster.live_nodes(), map_version=table.version
+        )
+        self.keep_table("when the cluster formed", table)
         return cluster
+
+    def _controller(self, node_options: dict[str, Any]) -> ClusterController:
+        if self.mode == "external":
+            settings = ClusterSettings(
+                jwt_secret=os.environ.get("TOPGUN_JWT_SECRET", ""),
+                cluster_secret=os.environ.get("TOPGUN_CLUSTER_SECRET", ""),
+            )
+            if not settings.jwt_secret:
+                raise AssertionError("cluster=external needs TOPGUN_JWT_SECRET in the environment")
+            external = ExternalCluster(list(self.external.seeds), settings, self.external.commands)
+            external.require_default_options(node_options)
+            return external
+        settings = ClusterSettings(node_options=node_options)
+        if self.mode == "embedded":
+            return EmbeddedCluster(self.loop, settings)
+        return ProcessCluster(settings)
+
+    def keep_table(self, caption: str, table: PartitionTable | None) -> None:
+        if table is not None and all(t.version != table.version for _, t in self.tables):
+            self.tables.append((f"{caption} (v{table.version})", table))
+
+    # --- what happens to nodes, recorded on the timeline ---------------------------------
+
+    def shutdown(self, node_id: str) -> None:
+        self.record("node shutting down (SIGTERM, graceful)", node=node_id)
+        self.cluster.shutdown(node_id)
+        self.record("node stopped", node=node_id)
+
+    def kill(self, node_id: str) -> None:
+        self.record("node killed (no notice)", node=node_id)
+        self.cluster.kill(node_id)
+
+    def restart(self, node_id: str, *, same_address: bool = False) -> None:
+        self.cluster.restart(node_id, same_address=same_address)
+        self.record("node started again", node=node_id, same_address=same_address)
+
+    def add_node(self, node_id: str) -> None:
+        self.cluster.start_node(node_id)
+        self.record("node joined", node=node_id)
 
     def add_client(self, driver: ClientDriver) -> ClientDriver:
         self.clients.append(driver)
+        number = len(self.clients)
+
+        def on_event(event: ClusterEvent) -> None:  # runs on the loop thread
+            self.record(
+                f"client {number}: {event.kind.value.replace('_', ' ')}",
+                node=event.node_id,
+                map_version=event.map_version,
+            )
+
+        self.loop.call(driver.client.add_listener, on_event)
         return driver
 
     def close(self) -> None:

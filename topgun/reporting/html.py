@@ -2,8 +2,11 @@
 
 Usage: ``python -m topgun.reporting.html RESULTS_DIR [RESULTS_DIR ...] -o reports/allure-report``.
 Runs the Allure 3 command pinned in ``package-lock.json`` (``npx --no-install allure``) with
-``allurerc.json``, after adding ``environment.properties`` and ``categories.json`` to each
-results directory.
+``allurerc.json`` (one self-contained ``index.html`` that opens from disk) on a staging copy
+of the results: there every scenario is placed in the tree under its acceptance criterion,
+whose name carries the verdict, and the verdict table, the traceability table,
+``environment.properties`` and ``categories.json`` are added. The results directories
+themselves are left as they are.
 Allure's ``generate`` neither empties its output folder nor stops adding to its history, so
 the folder is emptied first; the analytics script tag it embeds is removed afterwards.
 """
@@ -17,13 +20,15 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from topgun.reporting import overview, traceability
 from topgun.reporting.results import read_results
 
 CONFIG = Path(__file__).resolve().parents[2] / "allurerc.json"
-"""Report settings: grouped epic → feature → story (acceptance criterion)."""
+"""Report settings: one file, grouped by criterion (:data:`overview.TREE_LABELS`)."""
 
 CATEGORIES = [
     {
@@ -42,15 +47,18 @@ CATEGORIES = [
 ]
 
 _ANALYTICS = re.compile(
-    r"<script[^>]*(googletagmanager|google-analytics|gtag)[^>]*>.*?</script>"
-    r"|<script[^>]*>[^<]*(gtag\(|dataLayer)[^<]*</script>",
-    re.DOTALL | re.IGNORECASE,
+    r'<script[^>]*\bsrc="https?://[^"]*(?:googletagmanager|google-analytics)[^"]*"[^>]*>\s*</script>'
+    r"|<script>[^<]*(?:\bgtag\(|window\.dataLayer)[^<]*</script>",
+    re.IGNORECASE,
 )
+"""The analytics tags Allure embeds, and nothing else: in a single-file report the app
+itself is a ``data:`` URL whose base64 may spell ``gtag`` by chance, so both forms are
+pinned to what the tags look like (an https source; an inline script without ``<``)."""
 
 
-def write_metadata(results: Sequence[Path], nodes: int) -> None:
-    """The same environment and categories in every results directory of one report."""
-    modes = sorted({r.cluster for d in results for r in read_results(d) if r.cluster})
+def write_metadata(staging: Path, nodes: int) -> None:
+    """The environment and the failure categories of the report."""
+    modes = sorted({r.cluster for r in read_results(staging) if r.cluster})
     props = {
         "Python": platform.python_version(),
         "Platform": platform.platform(terse=True),
@@ -59,9 +67,27 @@ def write_metadata(results: Sequence[Path], nodes: int) -> None:
         "Partitions": "271",
     }
     text = "".join(f"{k}={v}\n" for k, v in props.items())
+    (staging / "environment.properties").write_text(text, encoding="utf-8")
+    (staging / "categories.json").write_text(json.dumps(CATEGORIES, indent=2), "utf-8")
+
+
+def stage(results: Sequence[Path], staging: Path, nodes: int) -> str:
+    """Copy the results into ``staging``, add the overview; return the report's subtitle."""
     for results_dir in results:
-        (results_dir / "environment.properties").write_text(text, encoding="utf-8")
-        (results_dir / "categories.json").write_text(json.dumps(CATEGORIES, indent=2), "utf-8")
+        for entry in results_dir.iterdir():
+            if entry.is_file() and entry.name not in ("environment.properties", "categories.json"):
+                shutil.copy2(entry, staging / entry.name)
+    write_metadata(staging, nodes)
+    verdicts = overview.label_tree(staging)
+    table, _ = traceability.render(read_results(staging))
+    overview.add_global_attachments(
+        staging,
+        [
+            ("Acceptance criteria: verdicts", "text/html", overview.verdict_page(verdicts)),
+            ("Traceability table (traceability.md)", "text/markdown", table),
+        ],
+    )
+    return overview.summary_line(verdicts)
 
 
 def strip_analytics(report_dir: Path) -> int:
@@ -75,13 +101,25 @@ def strip_analytics(report_dir: Path) -> int:
     return stripped
 
 
-def generate(results: Sequence[Path], output: Path, *, nodes: int, name: str) -> None:
-    write_metadata(results, nodes)
+def generate(
+    results: Sequence[Path], output: Path, *, nodes: int, name: str, multi_file: bool = False
+) -> None:
+    """Build the report; ``multi_file`` writes Allure's folder of data files instead of one
+    page (for hosting on a web server: that form does not open from disk)."""
     if output.exists():
         shutil.rmtree(output)
-    command = ["npx", "--no-install", "allure", "generate", *map(str, results)]
-    command += ["--config", str(CONFIG), "-o", str(output), "--name", name]
-    subprocess.run(command, check=True, timeout=600)
+    with tempfile.TemporaryDirectory(prefix="topgun-allure-") as tmp:
+        staging = Path(tmp)
+        subtitle = stage(results, staging, nodes)
+        config = CONFIG
+        if multi_file:
+            settings = json.loads(CONFIG.read_text(encoding="utf-8"))
+            settings["plugins"]["awesome"]["options"]["singleFile"] = False
+            config = staging / "allurerc.json"
+            config.write_text(json.dumps(settings), encoding="utf-8")
+        command = ["npx", "--no-install", "allure", "generate", str(staging)]
+        command += ["--config", str(config), "-o", str(output), "--name", f"{name}: {subtitle}"]
+        subprocess.run(command, check=True, timeout=600, stdout=subprocess.DEVNULL)
     strip_analytics(output)
     if not (output / "index.html").is_file():
         raise SystemExit(f"allure generate wrote no {output / 'index.html'}")
@@ -93,12 +131,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, default=Path("reports/allure-report"))
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--name", default="TopGun acceptance (SPEC-048c)")
+    parser.add_argument(
+        "--multi-file", action="store_true", help="a folder of files to serve over HTTP"
+    )
     args = parser.parse_args(argv)
     missing = [d for d in args.results if not d.is_dir()]
     if missing:
         print(f"no results directory: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
-    generate(args.results, args.output, nodes=args.nodes, name=args.name)
+    generate(
+        args.results, args.output, nodes=args.nodes, name=args.name, multi_file=args.multi_file
+    )
     print(f"report: {args.output / 'index.html'}")
     return 0
 

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import socket
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 CLUSTER_PARAMETER = "cluster"
+FAILED = frozenset({"failed", "broken"})
 
 
 @dataclass(frozen=True)
 class ScenarioResult:
     name: str
+    """The scenario's title, without the ``[mode]`` suffix the report shows."""
     feature: str
     status: str
     tags: frozenset[str]
     cluster: str
+    reason: str = ""
+    """Why it was skipped or failed (Allure's status message), if it says."""
 
     @property
     def criteria(self) -> list[str]:
@@ -29,42 +34,66 @@ def result_files(directory: Path) -> Iterator[Path]:
     yield from sorted(directory.glob("*-result.json"))
 
 
+def parse_result(data: Mapping[str, Any]) -> ScenarioResult:
+    labels = data.get("labels", [])
+    tags = frozenset(lb["value"] for lb in labels if lb.get("name") == "tag")
+    feature = next((lb["value"] for lb in labels if lb.get("name") == "feature"), "")
+    params = {p.get("name"): p.get("value") for p in data.get("parameters") or []}
+    cluster = str(params.get(CLUSTER_PARAMETER, ""))
+    name = str(data.get("name", ""))
+    details = data.get("statusDetails") or {}
+    return ScenarioResult(
+        name=name.removesuffix(f" [{cluster}]") if cluster else name,
+        feature=feature,
+        status=data.get("status", "unknown"),
+        tags=tags,
+        cluster=cluster,
+        reason=str(details.get("message") or "").strip(),
+    )
+
+
 def read_results(directory: Path) -> list[ScenarioResult]:
-    out = []
-    for path in result_files(directory):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        labels = data.get("labels", [])
-        tags = frozenset(lb["value"] for lb in labels if lb.get("name") == "tag")
-        feature = next((lb["value"] for lb in labels if lb.get("name") == "feature"), "")
-        params = {p.get("name"): p.get("value") for p in data.get("parameters") or []}
-        out.append(
-            ScenarioResult(
-                name=data.get("name", ""),
-                feature=feature,
-                status=data.get("status", "unknown"),
-                tags=tags,
-                cluster=str(params.get(CLUSTER_PARAMETER, "")),
-            )
-        )
-    return out
+    return [
+        parse_result(json.loads(p.read_text(encoding="utf-8"))) for p in result_files(directory)
+    ]
 
 
-def mark_cluster_mode(directory: Path, mode: str) -> int:
+def mark_cluster_mode(directory: Path, mode: str, reasons: Mapping[str, str] | None = None) -> int:
     """Stamp every result of one run with the cluster mode it ran against.
 
-    The same scenario runs once per mode; without a distinguishing parameter and history
-    id, Allure would show the second run as a retry of the first. (``allure.dynamic`` does
-    nothing under behave, so this is done on the files.)
+    The same scenario runs once per mode; without a distinguishing parameter, title and
+    history id, Allure would show the second run as a retry of the first, under the same
+    title. ``host``/``thread`` labels give Allure's timeline its lanes; an empty outline
+    value is shown as ``""`` instead of Allure's placeholder. ``reasons`` (result uuid →
+    text) says why a scenario was skipped. Marking twice changes nothing.
     """
     count = 0
+    host = socket.gethostname()
     for path in result_files(directory):
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        params = [p for p in data.get("parameters") or [] if p.get("name") != CLUSTER_PARAMETER]
-        params.append({"name": CLUSTER_PARAMETER, "value": mode})
-        data["parameters"] = params
-        for field in ("historyId", "testCaseId"):
-            if field in data:
-                data[field] = hashlib.md5(f"{data[field]}:{mode}".encode()).hexdigest()
+        _stamp(data, mode, host)
+        reason = (reasons or {}).get(str(data.get("uuid")))
+        if reason and data.get("status") == "skipped":
+            data["statusDetails"] = {**(data.get("statusDetails") or {}), "message": reason}
         path.write_text(json.dumps(data), encoding="utf-8")
         count += 1
     return count
+
+
+def _stamp(data: dict[str, Any], mode: str, host: str) -> None:
+    params = [p for p in data.get("parameters") or [] if p.get("name") != CLUSTER_PARAMETER]
+    already = len(params) != len(data.get("parameters") or [])
+    for p in params:
+        if p.get("value") == "":
+            p["value"] = '""'
+    params.append({"name": CLUSTER_PARAMETER, "value": mode})
+    data["parameters"] = params
+    if already:
+        return
+    data["name"] = f"{data.get('name', '')} [{mode}]"
+    for field in ("historyId", "testCaseId"):
+        if field in data:
+            data[field] = hashlib.md5(f"{data[field]}:{mode}".encode()).hexdigest()
+    labels = [lb for lb in data.get("labels", []) if lb.get("name") not in ("host", "thread")]
+    labels += [{"name": "host", "value": host}, {"name": "thread", "value": mode}]
+    data["labels"] = labels

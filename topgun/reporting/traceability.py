@@ -1,8 +1,9 @@
-"""The acceptance-criteria traceability table: AC-1 … AC-7 → scenarios → status.
+"""The acceptance-criteria traceability table: AC-1 … AC-7 → verdict per mode → scenarios.
 
 Usage: ``python -m topgun.reporting.traceability RESULTS_DIR [RESULTS_DIR ...] -o FILE``.
-Exits 1 when a criterion is not proven: it has no scenario, or any of its scenarios did
-not pass in some cluster mode. A criterion that is only partly green is not met.
+Prints one line per criterion and writes the whole table to FILE. Exits 1 unless every
+criterion is met (see :mod:`topgun.reporting.verdicts`); a criterion that is only partly
+green, or was not run, is not met.
 """
 
 from __future__ import annotations
@@ -13,50 +14,42 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from topgun.reporting.results import ScenarioResult, read_results
-
-CRITERIA = {
-    "AC-1": "The end-to-end cluster test exists (the feature file `cluster_e2e.feature`)",
-    "AC-2": "3-node cluster, cluster-mode client authenticates and receives the partition map",
-    "AC-3": "A write through `get_map()` reaches the partition owner",
-    "AC-4": "After the owner is shut down or killed, writes succeed via fallback routing",
-    "AC-5": "Routing metrics show both direct and fallback routes",
-    "AC-6": "Single-server mode still works",
-    "AC-7": "The cluster building blocks still work",
-}
+from topgun.reporting.verdicts import MET, CriterionVerdict, judge
 
 
-def criterion_verdict(results: Sequence[ScenarioResult]) -> str:
-    if not results:
-        return "NOT COVERED"
-    return "MET" if all(r.status == "passed" for r in results) else "NOT MET"
+def _scenario_cells(verdict: CriterionVerdict) -> str:
+    by_name: dict[tuple[str, str], list[str]] = {}
+    for r in verdict.scenarios:
+        outcome = r.status if not r.reason or r.status == "passed" else f"{r.status} ({r.reason})"
+        by_name.setdefault((r.feature, r.name), []).append(f"{r.cluster or 'embedded'}: {outcome}")
+    return "<br>".join(
+        f"{feature} / {name} ({', '.join(sorted(modes))})"
+        for (feature, name), modes in sorted(by_name.items())
+    )
 
 
 def render(results: Sequence[ScenarioResult]) -> tuple[str, bool]:
     """The markdown table and whether every criterion is met."""
+    verdicts = judge(results)
     lines = [
         "# Acceptance criteria traceability (SPEC-048c)",
         "",
-        "| Criterion | What it asks | Verdict | Scenarios (cluster mode: status) |",
-        "|---|---|---|---|",
+        "| Criterion | What it asks | Verdict | Per cluster mode | Scenarios (mode: status) |",
+        "|---|---|---|---|---|",
     ]
-    all_met = True
-    for criterion, text in CRITERIA.items():
-        mine = [r for r in results if criterion in r.tags]
-        verdict = criterion_verdict(mine)
-        all_met &= verdict == "MET"
-        by_name: dict[tuple[str, str], list[str]] = {}
-        for r in mine:
-            by_name.setdefault((r.feature, r.name), []).append(
-                f"{r.cluster or 'default'}: {r.status}"
-            )
-        cells = "<br>".join(
-            f"{feature} / {name} ({', '.join(sorted(modes))})"
-            for (feature, name), modes in sorted(by_name.items())
+    for v in verdicts:
+        lines.append(
+            f"| {v.criterion} | {v.text} | **{v.verdict.upper()}** | {v.modes_in_words()} "
+            f"| {_scenario_cells(v) or '—'} |"
         )
-        lines.append(f"| {criterion} | {text} | **{verdict}** | {cells or '—'} |")
     passed = sum(r.status == "passed" for r in results)
-    lines += ["", f"{len(results)} scenario results read, {passed} passed."]
-    return "\n".join(lines) + "\n", all_met
+    skipped = sum(r.status == "skipped" for r in results)
+    lines += [
+        "",
+        f"{len(results)} scenario results read: {passed} passed, {skipped} skipped, "
+        f"{len(results) - passed - skipped} failed.",
+    ]
+    return "\n".join(lines) + "\n", all(v.verdict == MET for v in verdicts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,7 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     table, all_met = render(results)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(table, encoding="utf-8")
-    print(table)
+    for v in judge(results):
+        print(v.one_line())
+    print(f"traceability table: {args.output}")
     if not all_met:
         print("traceability: some acceptance criteria are not met", file=sys.stderr)
     return 0 if all_met else 1

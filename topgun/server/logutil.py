@@ -23,3 +23,13 @@ class NodeLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 def node_logger(node_id: str, name: str = "topgun.server") -> NodeLogger:
     return NodeLogger(logging.getLogger(name), node_id)
+
+
+THIRD_PARTY = ("websockets",)
+"""Libraries whose INFO lines (every HTTP response, every connection) would drown a node's own."""
+
+
+def quiet_third_party(level: int) -> None:
+    """Third-party loggers at WARNING, unless ``level`` asks for DEBUG (then everything)."""
+    for name in THIRD_PARTY:
+        logging.getLogger(name).setLevel(level if level <= logging.DEBUG else logging.WARNING)

@@ -1,28 +1,37 @@
-"""The report tooling: traceability verdicts, mode stamping and the CI summary line."""
+"""The report tooling: verdicts, the traceability table, mode stamping, the report's tree
+and the CI summary line."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from topgun.reporting import junit_summary, traceability
+from topgun.reporting import junit_summary, overview, traceability
+from topgun.reporting.html import _ANALYTICS
 from topgun.reporting.results import mark_cluster_mode, read_results
+from topgun.reporting.verdicts import MET, NOT_MET, NOT_RUN, PARTLY, judge
 
 
-def _result(directory: Path, name: str, status: str, *tags: str) -> None:
+def _result(directory: Path, name: str, status: str, *tags: str, **extra: object) -> None:
     labels = [{"name": "tag", "value": t} for t in tags]
     labels.append({"name": "feature", "value": "F"})
-    body = {"name": name, "status": status, "labels": labels, "historyId": name}
+    body = {"uuid": name, "name": name, "status": status, "labels": labels, "historyId": name}
+    body.update(extra)
     (directory / f"{name}-result.json").write_text(json.dumps(body), encoding="utf-8")
 
 
-def test_every_criterion_met_exits_zero(tmp_path: Path) -> None:
+def _verdicts(directory: Path) -> dict[str, str]:
+    return {v.criterion: v.verdict for v in judge(read_results(directory))}
+
+
+def test_every_criterion_met_exits_zero(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     for i in range(1, 8):
         _result(tmp_path, f"s{i}", "passed", f"AC-{i}", "critical")
     out = tmp_path / "t.md"
     assert traceability.main([str(tmp_path), "-o", str(out)]) == 0
-    text = out.read_text(encoding="utf-8")
-    assert text.count("**MET**") == 7
+    assert out.read_text(encoding="utf-8").count("**MET**") == 7
+    printed = capsys.readouterr().out.splitlines()
+    assert len([line for line in printed if line.startswith("AC-")]) == 7  # one line each
 
 
 def test_uncovered_or_failing_criterion_exits_nonzero(tmp_path: Path) -> None:
@@ -32,22 +41,79 @@ def test_uncovered_or_failing_criterion_exits_nonzero(tmp_path: Path) -> None:
     out = tmp_path / "t.md"
     assert traceability.main([str(tmp_path), "-o", str(out)]) == 1
     text = out.read_text(encoding="utf-8")
-    assert "| AC-7 |" in text and "NOT COVERED" in text
+    assert "| AC-7 |" in text and "**NOT RUN**" in text
     assert "**NOT MET**" in text  # AC-4: one of its scenarios failed
 
 
-def test_marking_a_run_keeps_two_modes_apart(tmp_path: Path) -> None:
+def test_verdict_per_mode_and_skips_with_their_reason(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
-    _result(a, "same", "passed", "AC-1")
+    for d in (a, b):
+        _result(d, "ok", "passed", "AC-2")
+        _result(d, "blocks", "passed", "AC-7")
+    _result(a, "kill", "passed", "AC-4")
+    _result(b, "kill", "skipped", "AC-4")
+    _result(b, "join", "skipped", "AC-7")
+    mark_cluster_mode(a, "embedded")
+    mark_cluster_mode(b, "external", {"kill": "needs node control"})
+    results = read_results(a) + read_results(b)
+    verdicts = {v.criterion: v for v in judge(results)}
+    assert verdicts["AC-2"].verdict == MET
+    assert [m.verdict for m in verdicts["AC-4"].modes] == [MET, NOT_RUN]
+    assert verdicts["AC-4"].verdict == PARTLY
+    assert verdicts["AC-7"].modes[1].verdict == PARTLY
+    assert verdicts["AC-1"].verdict == NOT_RUN
+    skipped = next(r for r in results if r.status == "skipped" and r.name == "kill")
+    assert skipped.reason == "needs node control"
+    table, all_met = traceability.render(results)
+    assert not all_met and "external: skipped (needs node control)" in table
+
+
+def test_marking_a_run_keeps_two_modes_apart_and_is_idempotent(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    _result(a, "same", "passed", "AC-1", parameters=[{"name": "key", "value": ""}])
     _result(b, "same", "failed", "AC-1")
     assert mark_cluster_mode(a, "embedded") == 1
+    mark_cluster_mode(a, "embedded")
     assert mark_cluster_mode(b, "processes") == 1
-    ids = {json.loads(p.read_text())["historyId"] for d in (a, b) for p in d.glob("*.json")}
-    assert len(ids) == 2
-    modes = {r.cluster: r.status for d in (a, b) for r in read_results(d)}
-    assert modes == {"embedded": "passed", "processes": "failed"}
+    data = [json.loads(p.read_text()) for d in (a, b) for p in d.glob("*.json")]
+    assert len({d["historyId"] for d in data}) == 2
+    assert sorted(d["name"] for d in data) == ["same [embedded]", "same [processes]"]
+    assert data[0]["parameters"][0] == {"name": "key", "value": '""'}
+    modes = {r.cluster: (r.name, r.status) for d in (a, b) for r in read_results(d)}
+    assert modes == {"embedded": ("same", "passed"), "processes": ("same", "failed")}
+
+
+def test_tree_places_each_scenario_once_under_its_criterion(tmp_path: Path) -> None:
+    _result(tmp_path, "e2e", "passed", "AC-1", "AC-3")
+    _result(tmp_path, "single", "failed", "AC-6")
+    verdicts = overview.label_tree(tmp_path)
+    groups = {
+        json.loads(p.read_text())["name"]: [
+            lb["value"]
+            for lb in json.loads(p.read_text())["labels"]
+            if lb["name"] in overview.TREE_LABELS
+        ]
+        for p in tmp_path.glob("*-result.json")
+    }
+    assert groups["e2e"][0].startswith("AC-1 · MET in embedded · inside: AC-3 met")
+    assert groups["e2e"][1].startswith("AC-3 · MET in embedded · ")
+    assert groups["single"] == [f"AC-6 · NOT MET in embedded · {verdicts[5].text}"]
+    assert {v.criterion: v.verdict for v in verdicts}["AC-6"] == NOT_MET
+    page = overview.verdict_page(verdicts)
+    assert page.count("<tr><th>AC-") == 7
+
+
+def test_analytics_tags_are_stripped_but_not_the_inlined_app() -> None:
+    app = '<script src="data:text/javascript;base64,QUFgtagQkI="></script>'
+    tags = (
+        '<script async src="https://www.googletagmanager.com/gtag/js?id=G-X"></script>'
+        "<script>window.dataLayer = window.dataLayer || []; gtag('js', new Date());</script>"
+    )
+    assert _ANALYTICS.sub("", app + tags) == app
 
 
 def test_summary_line_counts_errors_as_failed(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -37,6 +37,9 @@ def op(key: str, value: Any, op_id: str = "1", ms: int | None = None) -> ClientO
 # --- auth ---------------------------------------------------------------------------------
 
 
+# signed with the same secret as good tokens, so only the algorithm makes them bad; PyJWT
+# warns that this test secret is short for HS384/HS512, which is beside the point here
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 def test_verify_token_roles_and_algorithms() -> None:
     p = verify_token(make_token(SECRET, sub="u", roles=["ADMIN"]), SECRET)
     assert p.user_id == "u" and p.is_admin
