@@ -8,6 +8,7 @@ directly; process inspection goes through the node's admin HTTP routes.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -18,8 +19,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import urllib.error
-import urllib.request
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
@@ -276,15 +275,22 @@ class ProcessCluster(ClusterController):
     """Nodes as ``topgun node`` OS processes; killing one is SIGKILL, stopping SIGTERM."""
 
     mode = "processes"
+    source_address: tuple[str, int] | None = None
+    """Where the harness's own admin requests come from (None: the OS chooses)."""
 
     def __init__(self, settings: ClusterSettings | None = None) -> None:
         super().__init__(settings)
         self.procs: dict[str, _Process] = {}
         self.log_dir = Path(tempfile.mkdtemp(prefix="topgun-nodes-"))
 
+    def _bind_host(self, node_id: str) -> str:
+        """The address ``node_id`` listens on (hosts mode: its own network host)."""
+        return "127.0.0.1"
+
     def _command(self, node_id: str, peers: list[str], ports: tuple[int, int]) -> list[str]:
         cmd = [sys.executable, "-m", "topgun", "node", "--node-id", node_id]
-        cmd += ["--host", "127.0.0.1", "--port", str(ports[0]), "--cluster-port", str(ports[1])]
+        cmd += ["--host", self._bind_host(node_id)]
+        cmd += ["--port", str(ports[0]), "--cluster-port", str(ports[1])]
         for peer in peers:
             cmd += ["--peer", peer]
         for name, value in self.settings.node_options.items():
@@ -339,15 +345,21 @@ class ProcessCluster(ClusterController):
         return self.procs[node_id].cluster_address
 
     def _http(self, node_id: str, path: str) -> Any:
-        url = self.client_url(node_id).replace("ws://", "http://", 1) + path
-        request = urllib.request.Request(
-            url, headers={"Authorization": f"Bearer {self._admin_token}"}
+        host, port = self.client_url(node_id).removeprefix("ws://").rsplit(":", 1)
+        conn = http.client.HTTPConnection(
+            host, int(port), timeout=5, source_address=self.source_address
         )
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return json.loads(response.read().decode("utf-8"))
-        except (urllib.error.URLError, OSError) as exc:
+            conn.request("GET", path, headers={"Authorization": f"Bearer {self._admin_token}"})
+            response = conn.getresponse()
+            body = response.read().decode("utf-8")
+            if response.status != 200:
+                raise AssertionError(f"{node_id} answered {path} with {response.status}: {body}")
+            return json.loads(body)
+        except (http.client.HTTPException, OSError) as exc:
             raise AssertionError(f"{node_id} did not answer {path}: {exc}") from exc
+        finally:
+            conn.close()
 
     def members(self, node_id: str) -> list[str]:
         return list(self._http(node_id, "/health")["members"])
