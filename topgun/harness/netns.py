@@ -25,8 +25,10 @@ import shutil
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +180,7 @@ class NetworkLab:
         with open(LOCK_PATH, "w", encoding="utf-8") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             used = _run(["ip", "-o", "-4", "addr", "show"])
-            for subnet in list(ipaddress.ip_network(NETWORK).subnets(new_prefix=24))[1:]:
+            for subnet in list(ipaddress.IPv4Network(NETWORK).subnets(new_prefix=24))[1:]:
                 if f" {subnet.network_address + CLIENT_HOST}/" in used:
                     continue
                 _run(["ip", "link", "add", self.bridge, "type", "bridge"])
@@ -322,7 +324,7 @@ def close_all() -> None:
             log.exception("could not remove network lab %s", lab.tag)
 
 
-def _closing_handler(previous: object) -> signal.Handlers | object:
+def _closing_handler(previous: Any) -> Callable[[int, FrameType | None], None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         close_all()
         if callable(previous):
