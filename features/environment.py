@@ -1,8 +1,10 @@
 """behave hooks: one harness loop for the run, one World per scenario, evidence on failure.
 
 Options (``behave -D name=value``):
-  cluster=embedded|processes   in-process nodes (default) or ``topgun node`` OS processes
+  cluster=embedded|processes|hosts   in-process nodes (default), ``topgun node`` OS processes,
+                               or OS processes each on its own network host (root; @hosts)
   timeout_multiplier=N         stretch every time limit stated in the features (default 1)
+  soak_seconds=N               run the reliability features' fault loops for N seconds
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ import allure
 from allure_commons.types import AttachmentType
 
 from topgun.harness import LoopThread
-from topgun.harness.world import World
+from topgun.harness.world import World, skip_reason
 
 
 def before_all(context):
     userdata = context.config.userdata
     context.cluster_mode = userdata.get("cluster", "embedded")
     context.timeout_multiplier = float(userdata.get("timeout_multiplier", "1"))
+    soak = userdata.get("soak_seconds")
+    context.soak_seconds = float(soak) if soak else None
+    context.show_skipped_by_default = context.config.show_skipped
     _empty_allure_results(context)
     context.loop = LoopThread()
 
@@ -32,8 +37,17 @@ def after_all(context):
 
 def before_scenario(context, scenario):
     context.world = World(
-        context.loop, mode=context.cluster_mode, timeout_multiplier=context.timeout_multiplier
+        context.loop,
+        mode=context.cluster_mode,
+        timeout_multiplier=context.timeout_multiplier,
+        soak_seconds=context.soak_seconds,
     )
+    context.config.show_skipped = context.show_skipped_by_default
+    reason = skip_reason(context.cluster_mode, set(scenario.effective_tags))
+    if reason:  # never silent: the skip and its reason appear in the report
+        context.config.show_skipped = True
+        allure.attach(reason, name="skipped", attachment_type=AttachmentType.TEXT)
+        scenario.skip(reason)
 
 
 def after_scenario(context, scenario):

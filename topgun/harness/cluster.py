@@ -294,7 +294,7 @@ class ProcessCluster(ClusterController):
         for peer in peers:
             cmd += ["--peer", peer]
         for name, value in self.settings.node_options.items():
-            flag = name.replace("_", "-")
+            flag = name.removesuffix("_s").replace("_", "-")  # failure_timeout_s: --failure-timeout
             if isinstance(value, bool):
                 cmd.append(f"--{flag}" if value else f"--no-{flag}")
             else:
@@ -344,7 +344,8 @@ class ProcessCluster(ClusterController):
     def cluster_address(self, node_id: str) -> str:
         return self.procs[node_id].cluster_address
 
-    def _http(self, node_id: str, path: str) -> Any:
+    def _get(self, node_id: str, path: str) -> str:
+        """The body of ``GET path`` on the node's client port, as the harness's admin."""
         host, port = self.client_url(node_id).removeprefix("ws://").rsplit(":", 1)
         conn = http.client.HTTPConnection(
             host, int(port), timeout=5, source_address=self.source_address
@@ -353,13 +354,20 @@ class ProcessCluster(ClusterController):
             conn.request("GET", path, headers={"Authorization": f"Bearer {self._admin_token}"})
             response = conn.getresponse()
             body = response.read().decode("utf-8")
-            if response.status != 200:
-                raise AssertionError(f"{node_id} answered {path} with {response.status}: {body}")
-            return json.loads(body)
         except (http.client.HTTPException, OSError) as exc:
             raise AssertionError(f"{node_id} did not answer {path}: {exc}") from exc
         finally:
             conn.close()
+        if response.status != 200:
+            raise AssertionError(f"{node_id} answered {path} with {response.status}: {body}")
+        return body
+
+    def _http(self, node_id: str, path: str) -> Any:
+        return json.loads(self._get(node_id, path))
+
+    def metrics_text(self, node_id: str) -> str:
+        """The node's Prometheus ``/metrics`` page."""
+        return self._get(node_id, "/metrics")
 
     def members(self, node_id: str) -> list[str]:
         return list(self._http(node_id, "/health")["members"])

@@ -19,10 +19,22 @@ from topgun.harness.cluster import (
     ProcessCluster,
 )
 from topgun.harness.loop import LoopThread
+from topgun.harness.netns import unavailable_reason
 
 log = logging.getLogger(__name__)
 
-MODES = ("embedded", "processes")
+MODES = ("embedded", "processes", "hosts")
+
+
+def skip_reason(mode: str, tags: set[str]) -> str | None:
+    """Why a scenario tagged ``tags`` cannot run in cluster ``mode``, or None if it can."""
+    if "hosts" in tags:
+        if mode != "hosts":
+            return "needs each node on its own network host: run with -D cluster=hosts (root)"
+        return unavailable_reason()
+    if "os_processes" in tags and mode == "embedded":
+        return "needs nodes as OS processes (SIGSTOP): run with -D cluster=processes or hosts"
+    return None
 
 
 @dataclass
@@ -39,6 +51,8 @@ class World:
     loop: LoopThread
     mode: str = "embedded"
     timeout_multiplier: float = 1.0
+    soak_seconds: float | None = None
+    """``-D soak_seconds=N``: how long fault loops run, instead of each scenario's own."""
     clusters: list[ClusterController] = field(default_factory=list)
     clients: list[ClientDriver] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
@@ -51,6 +65,10 @@ class World:
     def limit(self, seconds: float) -> float:
         """A time limit from a feature sentence, stretched by ``-D timeout_multiplier``."""
         return seconds * self.timeout_multiplier
+
+    def soak(self, seconds: float) -> float:
+        """How long a fault loop stated as ``seconds`` runs (``-D soak_seconds`` stretches it)."""
+        return self.soak_seconds if self.soak_seconds is not None else seconds
 
     @property
     def cluster(self) -> ClusterController:
@@ -66,11 +84,15 @@ class World:
 
     def start_cluster(self, count: int, **node_options: Any) -> ClusterController:
         settings = ClusterSettings(node_options=node_options)
-        cluster: ClusterController = (
-            EmbeddedCluster(self.loop, settings)
-            if self.mode == "embedded"
-            else ProcessCluster(settings)
-        )
+        cluster: ClusterController
+        if self.mode == "embedded":
+            cluster = EmbeddedCluster(self.loop, settings)
+        elif self.mode == "hosts":
+            from topgun.harness.hosts import HostCluster
+
+            cluster = HostCluster(settings)
+        else:
+            cluster = ProcessCluster(settings)
         self.clusters.append(cluster)
         cluster.start(count)
         cluster.wait_until_formed(self.limit(10))
