@@ -46,7 +46,7 @@ class Trial:
         world: Any,
         *,
         writers: int,
-        keys_per_writer: int,
+        writes_per_key: int,
         write_timeout_s: float,
     ) -> Trial:
         cluster = world.cluster
@@ -55,7 +55,7 @@ class Trial:
             map_name=map_name,
             seeds=cluster.seeds,
             token=cluster.token("writer"),
-            keys_per_writer=keys_per_writer,
+            writes_per_key=writes_per_key,
             write_timeout_s=write_timeout_s,
         )
         trial = cls(cluster, Writers(world.loop, settings, writers), Nemesis(cluster), map_name)
@@ -63,9 +63,13 @@ class Trial:
         return trial
 
     def keys(self) -> list[str]:
-        s = self.writers.settings
-        slots = s.keys_per_writer + PROBE_KEYS_PER_WRITER
-        return [key_of(w, k) for w in range(self.writers.count) for k in range(slots)]
+        """Every key written, and after each writer's last key a few it never wrote."""
+        per_key = self.writers.settings.writes_per_key
+        last: dict[int, int] = {}
+        for w in self.writers.history:
+            last[w.writer] = max(last.get(w.writer, -1), w.seq // per_key)
+        slots = {w: last.get(w, -1) + 1 + PROBE_KEYS_PER_WRITER for w in range(self.writers.count)}
+        return [key_of(w, k) for w, n in slots.items() for k in range(n)]
 
     def run_for(self, seconds: float, act: Callable[[float], None] | None = None) -> None:
         """Let the writers write for ``seconds``; ``act(elapsed)`` is called between turns."""
@@ -114,13 +118,14 @@ class Trial:
 
     # --- replicas and node-side counters ----------------------------------------------
 
-    def replica_mismatches(self) -> list[dict[str, Any]]:
-        """Keys whose owner or a backup holds something other than the value read back."""
+    def replica_mismatches(self, at_most: int) -> list[dict[str, Any]]:
+        """Keys whose owner or a backup holds something other than the value read back,
+        among ``at_most`` of the keys read (evenly spread over the history)."""
         table = self.cluster.any_table()
         wrong = []
-        for key, value in self.read.items():
-            if value is None:
-                continue
+        present = [(k, v) for k, v in self.read.items() if v is not None]
+        step = max(1, -(-len(present) // at_most))
+        for key, value in present[::step]:
             pid = partition_id(key)
             for node in (table.owner(pid), *table.backups_of(pid)):
                 held = (self.cluster.inspect(node, self.map_name, key).get("record") or {}).get(

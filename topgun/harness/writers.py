@@ -1,11 +1,14 @@
 """Writer clients for the set checker, and the read-back that feeds it.
 
 Each writer is a :class:`~topgun.client.TopGunClient` of its own on the harness loop, with
-keys no other writer touches. It has one write outstanding at a time, like a Jepsen
-process: set, then ``flush`` with a stated limit. Acknowledged → ok; refused for good →
-fail (info if the server said OUTCOME_UNKNOWN); a timeout or no connection → info, after
-which the writer drops that client (its unacknowledged op goes with it, so the outcome stays
-unknown rather than turning up later as someone else's) and carries on with a new one.
+keys no other writer touches: fresh keys as it goes, each written ``writes_per_key`` times
+in a row (so the read-back checks both that every acknowledged key is there and that it has
+its newest value). It has one write outstanding at a time, like a Jepsen process: set, then
+``flush`` with a stated limit, then a pause of ``interval_s`` (the workload's pace).
+Acknowledged → ok; refused for good → fail (info if the server said OUTCOME_UNKNOWN); a
+timeout or no connection → info, after which the writer drops that client (its
+unacknowledged op goes with it, so the outcome stays unknown rather than turning up later
+as someone else's) and carries on with a new one.
 """
 
 from __future__ import annotations
@@ -35,14 +38,15 @@ class WriterSettings:
     map_name: str
     seeds: Callable[[], list[str]]
     token: str
-    keys_per_writer: int = 20
+    writes_per_key: int = 2
+    interval_s: float = 0.01
     write_timeout_s: float = 2.0
     start_timeout_s: float = 2.0
     client_options: dict[str, Any] = field(default_factory=dict)
 
 
-def key_of(writer: int, slot: int) -> str:
-    return f"w{writer}-k{slot}"
+def key_of(writer: int, index: int) -> str:
+    return f"w{writer}-k{index}"
 
 
 def new_client(seeds: list[str], token: str, **options: Any) -> TopGunClient:
@@ -104,7 +108,7 @@ class Writers:
                     if client is None:
                         await asyncio.sleep(RECONNECT_PAUSE_S)
                         continue
-                key = key_of(writer, seq % s.keys_per_writer)
+                key = key_of(writer, seq // s.writes_per_key)
                 write = Write(writer, seq, key, {"writer": writer, "seq": seq}, self._now())
                 self.history.append(write)
                 seq += 1
@@ -114,6 +118,7 @@ class Writers:
                 if write.outcome is Outcome.INFO:
                     await client.close()
                     client = None
+                await asyncio.sleep(s.interval_s)
         finally:
             if client is not None:
                 await client.close()
