@@ -25,7 +25,7 @@ Feature: Nothing acknowledged is lost while nodes die and stall
     take over its partitions; when it wakes up it must not undo what they acknowledged.
 
     Given a running cluster of 3 nodes that declare a silent node dead after 1.5 seconds
-    And 3 clients writing, each to new keys of its own and each key 2 times, one write at a time, each write given 2 seconds to be acknowledged
+    And 3 clients writing, each to new keys of its own and each key 2 times, one write at a time, each write given 1 seconds to be acknowledged
     When for 6 seconds, one node after the other is paused for 3 seconds and resumed, and the cluster re-forms within 15 seconds each time
     And every fault is healed and the cluster of 3 nodes re-forms within 15 seconds
     Then reading every key back within 10 seconds finds no acknowledged write lost and nothing that was not written
