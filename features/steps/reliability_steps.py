@@ -106,18 +106,15 @@ def cluster_split(context, sides, seconds):
 
 
 def _partitioned(context, trial, minorities, cut, seconds):
-    """Cut, let the writers write for ``seconds``, and count what the minority applied in
-    the part of the cut that starts once a silent node must have been declared dead."""
+    """Cut, let the writers write for ``seconds``, and count what the minority applied from
+    twice the failure timeout after the cut (by then it must know it is cut off)."""
     world = context.world
     nodes = [n for side in minorities for n in side]
+    failure_timeout = float(world.cluster.settings.node_options.get("failure_timeout_s", 3.0))
     cut()
-    grace = float(world.cluster.settings.node_options.get("failure_timeout_s", 3.0)) * 2
-    trial.run_for(min(grace, seconds / 2))
-    before = {n: trial.applied(n) for n in nodes}
-    trial.run_for(world.soak(seconds) - min(grace, seconds / 2))
-    world.notes["minority_applied"] = {n: trial.applied(n) - before[n] for n in nodes}
-    world.notes["grace"] = min(grace, seconds / 2)
-    trial.nemesis.log("minority applied", nodes, writes=world.notes["minority_applied"])
+    grace = min(2 * failure_timeout, seconds / 2)
+    world.notes["grace"] = grace
+    world.notes["minority_applied"] = trial.applied_during(nodes, world.soak(seconds), grace)
 
 
 @when(

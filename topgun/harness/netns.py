@@ -135,6 +135,21 @@ class Host:
         return ["ip", "netns", "exec", self.namespace]
 
 
+def nft_script(host: Host) -> str:
+    """The nftables transaction that replaces ``host``'s whole rule set (declare, delete,
+    define: atomic, and valid whether or not the table existed)."""
+    lines = [f"table inet {NFT_TABLE}", f"delete table inet {NFT_TABLE}"]
+    lines += [f"table inet {NFT_TABLE} {{", " chain input {"]
+    lines.append("  type filter hook input priority 0;")
+    lines += [f"  ip saddr {a} drop" for a in sorted(host.blocked_in)]
+    lines += [" }", " chain output {", "  type filter hook output priority 0;"]
+    lines += [f"  ip daddr {a} drop" for a in sorted(host.blocked_out)]
+    if host.loss_percent:
+        lines.append(f"  oifname eth0 numgen random mod 100 < {host.loss_percent} drop")
+    lines += [" }", "}"]
+    return "\n".join(lines) + "\n"
+
+
 class NetworkLab:
     """A bridge and a namespace per host; closed (everything removed) by :meth:`close`."""
 
@@ -251,19 +266,10 @@ class NetworkLab:
         self.set_rate(host, None)
 
     def _apply_rules(self, host: Host) -> None:
-        lines = [f"table inet {NFT_TABLE} {{", " chain input {"]
-        lines.append("  type filter hook input priority 0;")
-        lines += [f"  ip saddr {a} drop" for a in sorted(host.blocked_in)]
-        lines += [" }", " chain output {", "  type filter hook output priority 0;"]
-        lines += [f"  ip daddr {a} drop" for a in sorted(host.blocked_out)]
-        if host.loss_percent:
-            lines.append(f"  oifname eth0 numgen random mod 100 < {host.loss_percent} drop")
-        lines += [" }", "}"]
-        # One transaction replaces the host's whole rule set: declare, delete, define.
-        script = f"table inet {NFT_TABLE}\ndelete table inet {NFT_TABLE}\n" + "\n".join(lines)
+        script = nft_script(host)
         done = subprocess.run(
             [*host.exec_prefix(), "nft", "-f", "-"],
-            input=script + "\n",
+            input=script,
             capture_output=True,
             text=True,
             timeout=COMMAND_TIMEOUT_S,

@@ -135,6 +135,16 @@ class Trial:
                     wrong.append({"key": key, "node": node, "holds": held, "expected": value})
         return wrong
 
+    def applied_during(self, nodes: list[str], seconds: float, after: float) -> dict[str, float]:
+        """Let the writers write for ``seconds``; how many writes each of ``nodes`` applied
+        as an owner from ``after`` seconds on (logged in the timeline too)."""
+        self.run_for(after)
+        before = {n: self.applied(n) for n in nodes}
+        self.run_for(seconds - after)
+        counts = {n: self.applied(n) - before[n] for n in nodes}
+        self.nemesis.log("applied as owner", nodes, fromSecond=after, writes=counts)
+        return counts
+
     def applied(self, node: str) -> float:
         """How many writes ``node`` has applied as an owner so far (its own counter)."""
         if not isinstance(self.cluster, ProcessCluster):
