@@ -23,6 +23,10 @@ ECHO = (
 )
 
 
+def _output(cmd: list[str]) -> str:
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+
 def _reaches(address: str) -> bool:
     try:
         with socket.create_connection((address, 7777), timeout=0.5) as conn:
@@ -51,8 +55,8 @@ def test_a_host_is_reachable_until_cut_and_the_lab_leaves_nothing_behind() -> No
         assert not _reaches(host.address)
     finally:
         lab.close()
-    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    names = _output(["ip", "netns", "list"])
+    links = _output(["ip", "-o", "link"])
     assert lab.ns_prefix not in names
     assert lab.tag not in links
     assert server.wait(5) is not None  # the lab killed what ran inside it
