@@ -385,7 +385,10 @@ class ProcessCluster(ClusterController):
 
     def logs(self, node_id: str) -> str:
         proc = self.procs.get(node_id)
-        return proc.log_path.read_text(encoding="utf-8", errors="replace") if proc else ""
+        try:
+            return proc.log_path.read_text(encoding="utf-8", errors="replace") if proc else ""
+        except FileNotFoundError:  # evidence must not mask the verdict; say what happened
+            return f"(the log file {proc.log_path} was removed by something outside the harness)"
 
     def close(self) -> None:
         for node_id, proc in self.procs.items():
