@@ -385,8 +385,10 @@ class ProcessCluster(ClusterController):
 
     def logs(self, node_id: str) -> str:
         proc = self.procs.get(node_id)
+        if proc is None:
+            return ""
         try:
-            return proc.log_path.read_text(encoding="utf-8", errors="replace") if proc else ""
+            return proc.log_path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:  # evidence must not mask the verdict; say what happened
             return f"(the log file {proc.log_path} was removed by something outside the harness)"
 
