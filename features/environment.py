@@ -1,10 +1,14 @@
 """behave hooks: one harness loop for the run, one World per scenario, evidence on failure.
 
 Options (``behave -D name=value``):
-  cluster=embedded|processes|hosts   in-process nodes (default), ``topgun node`` OS processes,
-                               or OS processes each on its own network host (root; @hosts)
+  cluster=embedded|processes|hosts
+                               in-process nodes (default), ``topgun node`` OS processes, or
+                               such processes each on a network host of its own (root)
   timeout_multiplier=N         stretch every time limit stated in the features (default 1)
   soak_seconds=N               run the reliability features' fault loops for N seconds
+
+A scenario that cannot run in the chosen mode (``@hosts``, ``@os_processes``) is skipped and
+shown as skipped with its reason (behave would otherwise leave it out of the Allure results).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from topgun.harness.cluster import (
     EmbeddedCluster,
     ProcessCluster,
 )
+from topgun.harness.hosts import HostCluster
 from topgun.harness.loop import LoopThread
 from topgun.harness.netns import unavailable_reason
 
@@ -88,8 +89,6 @@ class World:
         if self.mode == "embedded":
             cluster = EmbeddedCluster(self.loop, settings)
         elif self.mode == "hosts":
-            from topgun.harness.hosts import HostCluster
-
             cluster = HostCluster(settings)
         else:
             cluster = ProcessCluster(settings)
