@@ -36,7 +36,20 @@ Feature: A network partition loses no acknowledged write
     And the cut-off nodes applied no write once they had been cut off for the failure timeout twice
     And the owner and the backup of each of 200 written keys, spread over the run, hold its newest value within 10 seconds
 
-  @critical @allure.label.story:A_slow_lossy_link_is_not_a_dead_node
+  @partition @critical @allure.label.story:A_link_fails_in_one_direction_only
+  Scenario: One node's messages to the others are lost while it still hears them
+    A link can fail in one direction only: node-1 hears the others, they no longer hear
+    node-1. For them it is silent, so it is dead; it must not go on acknowledging alone.
+
+    Given a running cluster of 3 nodes that declare a silent node dead after 1 seconds
+    And 3 clients writing, each to new keys of its own and each key 2 times, one write at a time, each write given 2 seconds to be acknowledged
+    When what "node-1" sends to the other nodes is dropped for 6 seconds, while what they send still reaches it
+    And every fault is healed and the cluster of 3 nodes re-forms within 15 seconds
+    Then reading every key back within 10 seconds finds no acknowledged write lost and nothing that was not written
+    And the cut-off nodes applied no write once they had been cut off for the failure timeout twice
+    And the owner and the backup of each of 200 written keys, spread over the run, hold its newest value within 10 seconds
+
+  @partition @critical @allure.label.story:A_slow_lossy_link_is_not_a_dead_node
   Scenario: A slow, lossy link to one node makes nobody declare it dead
     A link that loses some packets and carries little is slow, not broken: the nodes must
     keep each other as members and the partition map must not change.

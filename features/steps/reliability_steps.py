@@ -118,6 +118,23 @@ def _partitioned(context, trial, minorities, cut, seconds):
 
 
 @when(
+    'what "{node}" sends to the other nodes is dropped for {seconds:g} seconds, '
+    "while what they send still reaches it"
+)
+def one_way_cut(context, node, seconds):
+    world = context.world
+    trial = _trial(context)
+    world.notes["minority"] = [node]
+
+    def cut():
+        for other in world.cluster.order:
+            if other != node:
+                trial.nemesis.cut(node, other)
+
+    _partitioned(context, trial, [[node]], cut, seconds)
+
+
+@when(
     'for {seconds:g} seconds the link of "{node}" drops {loss:d}% of what it sends '
     "and carries at most {kbit:d} kbit/s"
 )
