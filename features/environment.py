@@ -2,8 +2,9 @@
 scenario, and the cluster mode written into the run's Allure results.
 
 Options (``behave -D name=value``):
-  cluster=embedded|processes|external   in-process nodes (default), ``topgun node`` OS
-                               processes, or a cluster the suite did not start (``seeds=``)
+  cluster=embedded|processes|external|hosts   in-process nodes (default), ``topgun node``
+                               OS processes, a cluster the suite did not start (``seeds=``),
+                               or OS processes each on a network host of its own (root)
   seeds=ws://h1:p1,ws://h2:p2  the external cluster's client URLs (secrets from the
                                environment: TOPGUN_JWT_SECRET)
   stop_cmd= kill_cmd= start_cmd=   shell templates with {node_id} (and {client_url}) that
@@ -11,6 +12,10 @@ Options (``behave -D name=value``):
                                it are skipped and say so
   timeout_multiplier=N         stretch every time limit stated in the features (default 1);
                                the steps then say the limit that applied
+  soak_seconds=N               run the reliability features' fault loops for N seconds
+
+A scenario that cannot run in the chosen mode (``@hosts``, ``@os_processes``) is skipped and
+shown as skipped with its reason.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from behave.model import Status
 from topgun.harness import LoopThread
 from topgun.harness.evidence import ownership_svg, table_summary
 from topgun.harness.external import CannotRunHere, NodeCommands
-from topgun.harness.world import ExternalOptions, World
+from topgun.harness.world import ExternalOptions, World, skip_reason
 from topgun.reporting.results import mark_cluster_mode
 
 _STATED_LIMIT = re.compile(r"within (\d+(?:\.\d+)?) seconds(?! \()")
@@ -57,6 +62,8 @@ def before_all(context):
     context.results_dirs = _allure_results_dirs(context)
     for results in context.results_dirs:
         _empty(results)
+    soak = userdata.get("soak_seconds")
+    context.soak_seconds = float(soak) if soak else None
     context.loop = LoopThread()
 
 
@@ -77,20 +84,29 @@ def before_scenario(context, scenario):
         mode=context.cluster_mode,
         timeout_multiplier=context.timeout_multiplier,
         external=context.external,
+        soak_seconds=context.soak_seconds,
     )
+    reason = skip_reason(context.cluster_mode, set(scenario.effective_tags))
+    if reason:  # never silent: the skip and its reason appear in the report
+        allure.attach(reason, name="skipped", attachment_type=AttachmentType.TEXT)
+        _skip(context, scenario, reason)
 
 
 def after_step(context, step):
     """A step that this cluster cannot run or check skips the scenario, with the reason."""
     if isinstance(step.exception, CannotRunHere):
-        reason = str(step.exception)
-        context.scenario.skip(reason)
+        _skip(context, context.scenario, str(step.exception))
         step.status = Status.skipped
         step.exception = step.exc_traceback = None  # else allure-behave calls it "broken"
         step.error_message = ""
-        uuid = _current_result_uuid()
-        if uuid:
-            context.skip_reasons[uuid] = reason
+
+
+def _skip(context, scenario, reason):
+    """Skip ``scenario`` and keep the reason for its Allure result (written after the run)."""
+    scenario.skip(reason)
+    uuid = _current_result_uuid()
+    if uuid:
+        context.skip_reasons[uuid] = reason
 
 
 def after_scenario(context, scenario):

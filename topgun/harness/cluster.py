@@ -8,6 +8,7 @@ directly; process inspection goes through the node's admin HTTP routes.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -276,19 +277,26 @@ class ProcessCluster(ClusterController):
     """Nodes as ``topgun node`` OS processes; killing one is SIGKILL, stopping SIGTERM."""
 
     mode = "processes"
+    source_address: tuple[str, int] | None = None
+    """Where the harness's own admin requests come from (None: the OS chooses)."""
 
     def __init__(self, settings: ClusterSettings | None = None) -> None:
         super().__init__(settings)
         self.procs: dict[str, _Process] = {}
         self.log_dir = Path(tempfile.mkdtemp(prefix="topgun-nodes-"))
 
+    def _bind_host(self, node_id: str) -> str:
+        """The address ``node_id`` listens on (hosts mode: its own network host)."""
+        return "127.0.0.1"
+
     def _command(self, node_id: str, peers: list[str], ports: tuple[int, int]) -> list[str]:
         cmd = [sys.executable, "-m", "topgun", "node", "--node-id", node_id]
-        cmd += ["--host", "127.0.0.1", "--port", str(ports[0]), "--cluster-port", str(ports[1])]
+        cmd += ["--host", self._bind_host(node_id)]
+        cmd += ["--port", str(ports[0]), "--cluster-port", str(ports[1])]
         for peer in peers:
             cmd += ["--peer", peer]
         for name, value in self.settings.node_options.items():
-            flag = name.replace("_", "-")
+            flag = name.removesuffix("_s").replace("_", "-")  # failure_timeout_s: --failure-timeout
             if isinstance(value, bool):
                 cmd.append(f"--{flag}" if value else f"--no-{flag}")
             else:
@@ -338,11 +346,30 @@ class ProcessCluster(ClusterController):
     def cluster_address(self, node_id: str) -> str:
         return self.procs[node_id].cluster_address
 
-    def _http(self, node_id: str, path: str) -> Any:
+    def _get(self, node_id: str, path: str) -> str:
+        """The body of ``GET path`` on the node's client port, as the harness's admin."""
+        host, port = self.client_url(node_id).removeprefix("ws://").rsplit(":", 1)
+        conn = http.client.HTTPConnection(
+            host, int(port), timeout=5, source_address=self.source_address
+        )
         try:
-            return admin_get(self.client_url(node_id), path, self._admin_token)
-        except (urllib.error.URLError, OSError) as exc:
+            conn.request("GET", path, headers={"Authorization": f"Bearer {self._admin_token}"})
+            response = conn.getresponse()
+            body = response.read().decode("utf-8")
+        except (http.client.HTTPException, OSError) as exc:
             raise AssertionError(f"{node_id} did not answer {path}: {exc}") from exc
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise AssertionError(f"{node_id} answered {path} with {response.status}: {body}")
+        return body
+
+    def _http(self, node_id: str, path: str) -> Any:
+        return json.loads(self._get(node_id, path))
+
+    def metrics_text(self, node_id: str) -> str:
+        """The node's Prometheus ``/metrics`` page."""
+        return self._get(node_id, "/metrics")
 
     def members(self, node_id: str) -> list[str]:
         return list(self._http(node_id, "/health")["members"])
@@ -360,7 +387,12 @@ class ProcessCluster(ClusterController):
 
     def logs(self, node_id: str) -> str:
         proc = self.procs.get(node_id)
-        return proc.log_path.read_text(encoding="utf-8", errors="replace") if proc else ""
+        if proc is None:
+            return ""
+        try:
+            return proc.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:  # evidence must not mask the verdict; say what happened
+            return f"(the log file {proc.log_path} was removed by something outside the harness)"
 
     def close(self) -> None:
         for node_id, proc in self.procs.items():

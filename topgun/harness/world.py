@@ -25,11 +25,13 @@ from topgun.harness.cluster import (
 )
 from topgun.harness.evidence import Timeline
 from topgun.harness.external import ExternalCluster, NodeCommands
+from topgun.harness.hosts import HostCluster
 from topgun.harness.loop import LoopThread
+from topgun.harness.netns import unavailable_reason
 
 log = logging.getLogger(__name__)
 
-MODES = ("embedded", "processes", "external")
+MODES = ("embedded", "processes", "external", "hosts")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,17 @@ class ExternalOptions:
 
     seeds: tuple[str, ...] = ()
     commands: NodeCommands = field(default_factory=NodeCommands)
+
+
+def skip_reason(mode: str, tags: set[str]) -> str | None:
+    """Why a scenario tagged ``tags`` cannot run in cluster ``mode``, or None if it can."""
+    if "hosts" in tags:
+        if mode != "hosts":
+            return "needs each node on its own network host: run with -D cluster=hosts (root)"
+        return unavailable_reason()
+    if "os_processes" in tags and mode in ("embedded", "external"):
+        return "needs nodes as OS processes (SIGSTOP): run with -D cluster=processes or hosts"
+    return None
 
 
 @dataclass
@@ -55,6 +68,8 @@ class World:
     mode: str = "embedded"
     timeout_multiplier: float = 1.0
     external: ExternalOptions = field(default_factory=ExternalOptions)
+    soak_seconds: float | None = None
+    """``-D soak_seconds=N``: how long fault loops run, instead of each scenario's own."""
     clusters: list[ClusterController] = field(default_factory=list)
     clients: list[ClientDriver] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
@@ -73,6 +88,10 @@ class World:
 
     def record(self, event: str, **details: Any) -> None:
         self.timeline.record(event, **details)
+
+    def soak(self, seconds: float) -> float:
+        """How long a fault loop stated as ``seconds`` runs (``-D soak_seconds`` stretches it)."""
+        return self.soak_seconds if self.soak_seconds is not None else seconds
 
     @property
     def cluster(self) -> ClusterController:
@@ -111,6 +130,8 @@ class World:
         settings = ClusterSettings(node_options=node_options)
         if self.mode == "embedded":
             return EmbeddedCluster(self.loop, settings)
+        if self.mode == "hosts":
+            return HostCluster(settings)
         return ProcessCluster(settings)
 
     def keep_table(self, caption: str, table: PartitionTable | None) -> None:
