@@ -24,6 +24,8 @@ class ScenarioResult:
     cluster: str
     reason: str = ""
     """Why it was skipped or failed (Allure's status message), if it says."""
+    epic: str = ""
+    """The feature's epic label, in words (``Reliability_under_faults`` → with spaces)."""
 
     @property
     def criteria(self) -> list[str]:
@@ -38,6 +40,7 @@ def parse_result(data: Mapping[str, Any]) -> ScenarioResult:
     labels = data.get("labels", [])
     tags = frozenset(lb["value"] for lb in labels if lb.get("name") == "tag")
     feature = next((lb["value"] for lb in labels if lb.get("name") == "feature"), "")
+    epic = next((lb["value"] for lb in labels if lb.get("name") == "epic"), "")
     params = {p.get("name"): p.get("value") for p in data.get("parameters") or []}
     cluster = str(params.get(CLUSTER_PARAMETER, ""))
     name = str(data.get("name", ""))
@@ -49,6 +52,7 @@ def parse_result(data: Mapping[str, Any]) -> ScenarioResult:
         tags=tags,
         cluster=cluster,
         reason=str(details.get("message") or "").strip(),
+        epic=str(epic).replace("_", " "),
     )
 
 

@@ -4,7 +4,8 @@ The report's tree, its verdict page and ``reports/traceability.md`` are all rend
 :func:`judge`, so they cannot disagree. A criterion is *met* in a mode when every one of
 its scenarios ran there and passed; *not met* when any failed; *not run* when none ran
 (skipped, e.g. a node-control scenario against an external cluster); *partly run* when
-some passed and the rest were skipped. Across modes it is met only if met in every mode.
+some passed and the rest were skipped. Across modes it is met only if met in every mode
+whose run held any of its scenarios (the hosts run holds only the reliability features).
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def judge(results: Sequence[ScenarioResult]) -> list[CriterionVerdict]:
         per_mode = []
         for mode in modes:
             here = [r for r in mine if (r.cluster or "embedded") == mode]
+            if not here:
+                continue  # that run had none of this criterion's scenarios (e.g. hosts mode)
             passed = sum(r.status == "passed" for r in here)
             failed = sum(r.status in FAILED for r in here)
             skipped = len(here) - passed - failed
@@ -112,7 +115,7 @@ def tree_groups(result: ScenarioResult, verdicts: Sequence[CriterionVerdict]) ->
     by_id = {v.criterion: v for v in verdicts}
     mine = [c for c in result.criteria if c in by_id]
     if not mine:
-        return ["Not linked to an acceptance criterion"]
+        return [result.epic or "Not linked to an acceptance criterion"]
     rest = [c for c in mine if c != "AC-1"]
     if "AC-1" not in mine or not rest:
         return [" + ".join(by_id[c].heading() for c in mine)]

@@ -70,6 +70,26 @@ def test_verdict_per_mode_and_skips_with_their_reason(tmp_path: Path) -> None:
     assert not all_met and "external: skipped (needs node control)" in table
 
 
+def test_a_run_without_a_criterions_scenarios_does_not_judge_it(tmp_path: Path) -> None:
+    """The hosts run holds only the reliability features: it says nothing about AC-2."""
+    a, hosts = tmp_path / "a", tmp_path / "hosts"
+    a.mkdir()
+    hosts.mkdir()
+    _result(a, "ok", "passed", "AC-2")
+    labels = [{"name": "epic", "value": "Reliability_under_faults"}]
+    _result(hosts, "soak", "passed", "soak", labels=labels)
+    mark_cluster_mode(a, "embedded")
+    mark_cluster_mode(hosts, "hosts")
+    results = read_results(a) + read_results(hosts)
+    ac2 = next(v for v in judge(results) if v.criterion == "AC-2")
+    assert ac2.verdict == MET and [m.mode for m in ac2.modes] == ["embedded"]
+    overview.label_tree(hosts)
+    [soak] = [json.loads(p.read_text()) for p in hosts.glob("*-result.json")]
+    assert [lb["value"] for lb in soak["labels"] if lb["name"] in overview.TREE_LABELS] == [
+        "Reliability under faults"
+    ]
+
+
 def test_marking_a_run_keeps_two_modes_apart_and_is_idempotent(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
