@@ -11,7 +11,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from topgun.core.codec import decode_frame, pack
 from topgun.core.errors import ProtocolError
 from topgun.core.hashing import partition_id
-from topgun.harness.nodes import kill_nodes, start_nodes
+from topgun.harness.nodes import harness_policies, kill_nodes, start_nodes
 from topgun.server import NodeConfig, ServerNode
 from topgun.server.auth import make_token
 
@@ -26,7 +26,7 @@ def make_node(node_id: str, peers: list[str] | None = None, **knobs: Any) -> Ser
         peers=list(peers or []),
         jwt_secret=SECRET,
         cluster_secret=knobs.pop("cluster_secret", CLUSTER_SECRET),
-        **{**FAST, **knobs},
+        **{**FAST, "policies": harness_policies(), **knobs},
     )
     return ServerNode(cfg)
 
