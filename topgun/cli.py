@@ -39,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="map permissions, JSON or TOML (none: only ADMIN may act)")  # fmt: skip
     node.add_argument("--require-token-exp", action="store_true",
                       help="refuse tokens without an exp claim")  # fmt: skip
-    node.add_argument("--auth-timeout", type=float, default=None, metavar="SECONDS",
+    node.add_argument("--auth-timeout", "--auth-timeout-s", type=float, default=None,
+                      metavar="SECONDS",
                       help="a socket must authenticate within this (default 10)")  # fmt: skip
     node.add_argument("--heartbeat-interval", type=float, default=None, metavar="SECONDS")
     node.add_argument("--failure-timeout", type=float, default=None, metavar="SECONDS")

@@ -291,7 +291,10 @@ def _check_field(name: str, value: Any, rule: FieldRule) -> Any:
         if not isinstance(value, bool):
             raise ProtocolError(f"{name} must be true or false")
     elif kind == "timestamp":
-        value = Timestamp.from_wire(value)
+        try:
+            value = Timestamp.from_wire(value)
+        except ProtocolError as exc:
+            raise ProtocolError(f"{name} is no HLC timestamp ({exc})") from None
     elif kind == "record":
         value = _check_fields(value, RECORD_FIELDS, name)
     elif kind == "or_record":

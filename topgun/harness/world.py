@@ -8,7 +8,10 @@ process or task outlives its scenario.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from topgun.harness.client_driver import ClientDriver
@@ -43,6 +46,7 @@ class World:
     clients: list[ClientDriver] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
     last_write: LastWrite | None = None
+    _scratch: Path | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -64,8 +68,18 @@ class World:
             raise AssertionError("this scenario has not created a client")
         return self.clients[-1]
 
-    def start_cluster(self, count: int, **node_options: Any) -> ClusterController:
+    def scratch(self) -> Path:
+        """A folder of this scenario's own (policy files…), removed when it ends."""
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="topgun-scenario-"))
+        return self._scratch
+
+    def start_cluster(
+        self, count: int, *, policy_file: Path | None = None, **node_options: Any
+    ) -> ClusterController:
         settings = ClusterSettings(node_options=node_options)
+        if policy_file is not None:
+            settings.policy_file = policy_file
         cluster: ClusterController = (
             EmbeddedCluster(self.loop, settings)
             if self.mode == "embedded"
@@ -93,3 +107,5 @@ class World:
                 log.exception("could not stop a cluster")
         self.clients.clear()
         self.clusters.clear()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
