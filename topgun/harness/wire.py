@@ -10,6 +10,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from topgun.core.codec import decode_frame, pack
 from topgun.core.errors import ProtocolError
@@ -60,7 +61,8 @@ class WireClient:
         return payload
 
     async def close(self) -> None:
-        await self.ws.close()
+        if self.ws.state is not State.CLOSED:  # closing a failed socket again fails oddly
+            await self.ws.close()
 
     async def closed_code(self, within: float = 5.0) -> int | None:
         """Read until the server closes; its close code (None: closed without one).

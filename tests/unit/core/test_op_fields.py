@@ -9,46 +9,14 @@ import pytest
 
 from topgun.core import messages as m
 from topgun.core.hlc import Timestamp
+from topgun.harness.hostile import bad_values
+from topgun.harness.security import nested
 
 TS = Timestamp(1_700_000_000_000, 0, "c1").to_wire()
 LWW = {"mapName": "m", "key": "k", "opType": "PUT", "record": {"value": 1, "timestamp": TS}}
 OR_ADD = {"mapName": "m", "key": "k", "opType": "OR_ADD",
           "orRecord": {"value": 1, "timestamp": TS, "tag": "t"}}  # fmt: skip
 OR_REMOVE = {"mapName": "m", "key": "k", "opType": "OR_REMOVE", "orTag": "t"}
-
-
-def nested(depth: int) -> Any:
-    value: Any = 1
-    for _ in range(depth):
-        value = [value]
-    return value
-
-
-def bad_values(rule: m.FieldRule) -> list[Any]:
-    """Wrong types and out-of-limit values for one rule."""
-    wrong_type = [True, [], {"x": 1}, "text", 5]
-    if rule.kind == "string":
-        assert rule.limit is not None
-        out = [v for v in wrong_type if not isinstance(v, str)] + ["x" * (rule.limit + 1)]
-        return out + ([""] if rule.low >= 1 else [])
-    if rule.kind == "enum":
-        return [v for v in wrong_type if v != "text"] + ["text", "bogus", "put"]
-    if rule.kind == "number":
-        assert rule.limit is not None
-        out = [v for v in wrong_type if v != 5] + [rule.limit + 1, rule.low - 1]
-        out += [float("nan"), float("inf"), float("-inf"), "5"]
-        return out + ([1.5] if rule.whole else [])
-    if rule.kind == "bool":
-        return [0, 1, "false", [], {}]
-    if rule.kind == "timestamp":
-        return ["x", 5, True, {}, {"millis": "x", "counter": 0, "nodeId": "n"},
-                {"millis": -1.0, "counter": 0, "nodeId": "n"}]  # fmt: skip
-    if rule.kind in ("record", "or_record"):
-        return ["x", 5, True, [], {}, {"value": 1, "timestamp": TS, "extra": 1}]
-    if rule.kind == "value":
-        assert rule.limit is not None
-        return [nested(rule.limit + 1), {"a": nested(rule.limit)}]
-    raise AssertionError(f"no bad values for kind {rule.kind}")
 
 
 def good_values(rule: m.FieldRule) -> list[Any]:
@@ -90,6 +58,8 @@ def place(table: str, name: str, value: Any) -> dict[str, Any]:
 
 
 TABLES = {"op": m.OP_FIELDS, "record": m.RECORD_FIELDS, "orRecord": m.OR_RECORD_FIELDS}
+"""The rule tables the codec's op checks come from; the bad values of each field are
+:func:`topgun.harness.hostile.bad_values`, shared with the hostile-input run."""
 CASES = [
     (table, name, i, value)
     for table, rules in TABLES.items()
