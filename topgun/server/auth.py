@@ -12,8 +12,10 @@ must be the same on every node of a cluster.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,9 +57,14 @@ MAX_ROLES = 64
 MAX_ROLE_LENGTH = 128
 NO_POLICIES = PolicySet()
 
-# PyJWT warns on every use of a short key; the node says it once, in its own words
-# (``short_secret_warning``), instead of a library warning per token.
-warnings.filterwarnings("ignore", category=jwt.InsecureKeyLengthWarning)
+
+@contextlib.contextmanager
+def _quiet_key_length() -> Iterator[None]:
+    """PyJWT warns on every use of a short key; the node says it once, in its own words
+    (:func:`short_secret_warning`), instead of a library warning per token."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+        yield
 
 
 class AuthError(Exception):
@@ -101,7 +108,8 @@ def verify_token(
         raise AuthError("missing token")
     options: Options = {"require": ["exp"] if require_exp else [], "verify_aud": False}
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], options=options)
+        with _quiet_key_length():
+            claims = jwt.decode(token, secret, algorithms=["HS256"], options=options)
     except jwt.PyJWTError as exc:
         raise AuthError(f"invalid token: {exc}") from exc
     if not isinstance(claims, dict):
@@ -128,7 +136,8 @@ def make_token(
         claims["roles"] = list(roles)
     if ttl_s is not None:
         claims["exp"] = now + int(ttl_s)
-    return jwt.encode(claims, secret, algorithm="HS256")
+    with _quiet_key_length():
+        return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def authorize(principal: Principal | None, action: str, map_name: str | None = None) -> bool:
