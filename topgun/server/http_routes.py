@@ -7,7 +7,7 @@ Any other request goes on to the WebSocket handshake.
 
 Stored values are whatever msgpack carried, so they are rendered to JSON with markers for
 what JSON lacks (:func:`json_safe`): ``{"$bytes": base64}``, ``{"$msgpackTimestamp":
-{seconds, nanoseconds, iso}}``, ``{"$ext": {code, base64}}``, ``{"$float": "NaN"}``,
+{seconds, nanoseconds, iso}}``, ``{"$ext": {code, base64}}``, ``{"$float": "nan"}``,
 ``{"$map": [[key, value], …]}`` for maps with non-string keys, ``{"$truncated": depth}``
 past :data:`MAX_RENDER_DEPTH` levels.
 """
