@@ -8,8 +8,11 @@ from typing import Any
 
 from topgun.core.hashing import partition_id
 from topgun.harness.nodes import harness_policies, kill_nodes, start_nodes
+from topgun.harness.wire import WireClient
 from topgun.server import NodeConfig, ServerNode
 from topgun.server.auth import make_token
+
+__all__ = ["WireClient"]  # re-exported: the tests' raw client lives in topgun.harness.wire
 
 SECRET = "test-secret-0123456789abcdef0123456789"
 CLUSTER_SECRET = "test-cluster-secret-0123456789abcdef"
