@@ -126,9 +126,9 @@ def client_still_writes(context, user, value, key, map_name):
 @when("a connection opens, sends a PING every second and never signs in")
 def pinging_stranger(context):
     world = context.world
-    within = world.limit(30)
+    within = world.limit(15)
     world.notes["stranger"] = _run(
-        context, security.pinging_stranger(_url(context), 1.0, within), 30
+        context, security.pinging_stranger(_url(context), 1.0, within), 15
     )
 
 

@@ -120,7 +120,8 @@ async def sign_in(url: str, token: str, within: float) -> tuple[str, str, int | 
 
 
 async def pinging_stranger(url: str, every_s: float, within: float) -> tuple[float, int | None]:
-    """Connect, never authenticate, PING every ``every_s``: (seconds until closed, code)."""
+    """Connect, never authenticate, PING every ``every_s``: (seconds until closed, close
+    code); (``within``, None) if it is still open after ``within`` seconds."""
     c = await WireClient.open(url)
     opened = time.monotonic()
 
@@ -132,6 +133,9 @@ async def pinging_stranger(url: str, every_s: float, within: float) -> tuple[flo
     pinger = asyncio.create_task(ping())
     try:
         code = await c.closed_code(within)
+    except TimeoutError:
+        await c.close()
+        return within, None
     finally:
         pinger.cancel()
         await asyncio.gather(pinger, return_exceptions=True)
