@@ -137,3 +137,19 @@ def test_every_storable_value_renders_as_json() -> None:
     assert json_safe(b"\x00\xff") == {"$bytes": "AP8="}
     assert json_safe(msgpack.Timestamp(1, 2))["$msgpackTimestamp"]["nanoseconds"] == 2
     assert json_safe({1: "a"}) == {"$map": [[1, "a"]]}
+
+
+def test_the_waiting_cap_leaves_descriptors_for_real_logins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import resource
+
+    from topgun.server import auth_gate
+    from topgun.server.logutil import node_logger
+
+    log = node_logger("cap")
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 4096))
+    assert auth_gate.effective_cap(256, log) == 256
+    assert auth_gate.effective_cap(1000, log) == 256
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (resource.RLIM_INFINITY,) * 2)
+    assert auth_gate.effective_cap(5000, log) == 5000
