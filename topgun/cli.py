@@ -12,9 +12,10 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from topgun.server.auth import make_token
+from topgun.server.auth import make_token, short_secret_warning
 from topgun.server.config import DEV_SECRET, NodeConfig
 from topgun.server.logutil import quiet_third_party
+from topgun.server.policy_file import load_policy_file
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +34,15 @@ def _parser() -> argparse.ArgumentParser:
                       help="HS256 secret for client tokens (or env TOPGUN_JWT_SECRET)")  # fmt: skip
     node.add_argument("--cluster-secret", default=os.environ.get("TOPGUN_CLUSTER_SECRET"),
                       help="peer-link secret (or env TOPGUN_CLUSTER_SECRET)")  # fmt: skip
-    node.add_argument("--dev", action="store_true", help=f"use {DEV_SECRET!r} for missing secrets")
+    node.add_argument("--dev", action="store_true",
+                      help=f"use {DEV_SECRET!r} for missing secrets (nothing else)")  # fmt: skip
+    node.add_argument("--policies", default=None, metavar="FILE",
+                      help="map permissions, JSON or TOML (none: only ADMIN may act)")  # fmt: skip
+    node.add_argument("--require-token-exp", action="store_true",
+                      help="refuse tokens without an exp claim")  # fmt: skip
+    node.add_argument("--auth-timeout", "--auth-timeout-s", type=float, default=None,
+                      metavar="SECONDS",
+                      help="a socket must authenticate within this (default 10)")  # fmt: skip
     node.add_argument("--heartbeat-interval", type=float, default=None, metavar="SECONDS")
     node.add_argument("--failure-timeout", type=float, default=None, metavar="SECONDS")
     node.add_argument("--client-idle-timeout", type=float, default=None, metavar="SECONDS")
@@ -47,9 +56,35 @@ def _parser() -> argparse.ArgumentParser:
     tok = sub.add_parser("token", help="print a signed HS256 token")
     tok.add_argument("--sub", default="user")
     tok.add_argument("--role", action="append", default=[])
-    tok.add_argument("--secret", default=DEV_SECRET)
+    tok.add_argument("--secret", default=None, help="signing secret (or env TOPGUN_JWT_SECRET)")
+    tok.add_argument("--dev", action="store_true", help=f"sign with {DEV_SECRET!r}")
     tok.add_argument("--ttl", type=float, default=3600.0, metavar="SECONDS")
     return parser
+
+
+def _token_secret(args: argparse.Namespace) -> tuple[str, str]:
+    """(secret, where it came from); raises ValueError when there is none."""
+    if args.secret:
+        return args.secret, "--secret"
+    env = os.environ.get("TOPGUN_JWT_SECRET")
+    if env:
+        return env, "TOPGUN_JWT_SECRET"
+    if args.dev:
+        return DEV_SECRET, "the development secret (--dev)"
+    raise ValueError("give --secret or set TOPGUN_JWT_SECRET (or --dev for the development secret)")
+
+
+def _token(args: argparse.Namespace) -> int:
+    try:
+        secret, source = _token_secret(args)
+    except ValueError as exc:
+        print(f"topgun token: {exc}", file=sys.stderr)
+        return 2
+    print(make_token(secret, sub=args.sub, roles=args.role or None, ttl_s=args.ttl))
+    weak = short_secret_warning(secret) if secret != DEV_SECRET else None
+    print(f"topgun token: signed with {source}" + (f"; warning: {weak}" if weak else ""),
+          file=sys.stderr)  # fmt: skip
+    return 0
 
 
 def _config(args: argparse.Namespace) -> NodeConfig:
@@ -64,7 +99,12 @@ def _config(args: argparse.Namespace) -> NodeConfig:
         cluster_secret=args.cluster_secret,
         dev=args.dev,
         forward_writes=args.forward_writes,
+        require_token_exp=args.require_token_exp,
     )
+    if args.policies is not None:
+        cfg.policies = load_policy_file(args.policies)
+    if args.auth_timeout is not None:
+        cfg.auth_timeout_s = args.auth_timeout
     if args.heartbeat_interval is not None:
         cfg.heartbeat_interval_s = args.heartbeat_interval
     if args.failure_timeout is not None:
@@ -101,8 +141,7 @@ async def _run_node(cfg: NodeConfig) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "token":
-        print(make_token(args.secret, sub=args.sub, roles=args.role or None, ttl_s=args.ttl))
-        return 0
+        return _token(args)
     level = getattr(logging, str(args.log_level).upper(), logging.INFO)
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"

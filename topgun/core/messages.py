@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from topgun.core.errors import ProtocolError
-from topgun.core.records import LWWRecord
+from topgun.core.hlc import Timestamp
+from topgun.core.records import MAX_TTL_MS, LWWRecord
 from topgun.core.table import PartitionTable
 
 MAX_KEY_LENGTH = 4096
@@ -193,6 +194,139 @@ class Pong(Message):
         return cls(float(_number(obj, "timestamp")), float(_number(obj, "serverTime")))
 
 
+# --- ops: one table of field rules ------------------------------------------------------
+
+OP_ERROR_INVALID = "INVALID_OP"
+"""Per-op refusal of an op that breaks a rule of :data:`OP_FIELDS`: ``INVALID_OP: <why>``."""
+MAX_OP_TIMEOUT_MS = 3_600_000
+MAX_VALUE_DEPTH = 64
+MAX_OR_TAG_LENGTH = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRule:
+    """How one field of an op (or of its record) is checked.
+
+    ``kind``: ``string`` (length ``1``/``0`` … ``limit``), ``enum`` (one of ``choices``),
+    ``number`` (finite, ``low`` … ``limit``, ``whole`` if set), ``bool``, ``timestamp``
+    (an HLC ``{millis, counter, nodeId}``), ``record`` (:data:`RECORD_FIELDS`),
+    ``or_record`` (:data:`OR_RECORD_FIELDS`) or ``value`` (anything msgpack carries, nested
+    at most ``limit`` deep). Absent and nil (msgpack nil, JS ``undefined``) are the same.
+    """
+
+    kind: str
+    required: bool = False
+    limit: int | None = None
+    low: float = 0
+    whole: bool = False
+    choices: frozenset[str] = frozenset()
+    note: str = ""
+
+
+OP_FIELDS: dict[str, FieldRule] = {
+    "id": FieldRule("string", limit=MAX_ID_LENGTH, note="the client's op-log id"),
+    "mapName": FieldRule("string", required=True, limit=MAX_MAP_NAME_LENGTH, low=1),
+    "key": FieldRule("string", required=True, limit=MAX_KEY_LENGTH),
+    "opType": FieldRule("enum", choices=OP_TYPES),
+    "record": FieldRule("record", note="LWW ops (PUT, REMOVE, or no opType)"),
+    "orRecord": FieldRule("or_record", note="OR_ADD only (refused later: OR maps unserved)"),
+    "orTag": FieldRule("string", limit=MAX_OR_TAG_LENGTH, note="OR_REMOVE only"),
+    "writeConcern": FieldRule("enum", choices=WRITE_CONCERNS, note="checked, not acted on"),
+    "timeout": FieldRule("number", limit=MAX_OP_TIMEOUT_MS, note="ms; checked, not acted on"),
+    "timestamp": FieldRule("timestamp", note="TS op-log copy of record.timestamp; not used"),
+    "synced": FieldRule("bool", note="TS op-log flag; not used"),
+}
+"""Every field an op may carry (reference §2.3 plus the TS client's op-log fields);
+any other field refuses the op."""
+
+RECORD_FIELDS: dict[str, FieldRule] = {
+    "value": FieldRule("value", limit=MAX_VALUE_DEPTH, note="nil: a removal (tombstone)"),
+    "timestamp": FieldRule("timestamp", required=True),
+    "ttlMs": FieldRule("number", limit=MAX_TTL_MS, low=1, whole=True),
+}
+OR_RECORD_FIELDS: dict[str, FieldRule] = {
+    **RECORD_FIELDS,
+    "tag": FieldRule("string", required=True, limit=MAX_OR_TAG_LENGTH),
+}
+
+
+def _depth_ok(value: Any, limit: int) -> bool:
+    """Is ``value`` nested at most ``limit`` levels deep? Iterative: no recursion to blow."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = list(item.keys()) + list(item.values())
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
+
+
+def _check_field(name: str, value: Any, rule: FieldRule) -> Any:
+    """One present (non-nil) field against its rule; returns the value to use."""
+    kind = rule.kind
+    if kind == "string":
+        if not isinstance(value, str):
+            raise ProtocolError(f"{name} must be a string")
+        if not rule.low <= len(value) <= (rule.limit or 0):
+            raise ProtocolError(f"{name} must have {int(rule.low)}..{rule.limit} characters")
+    elif kind == "enum":
+        if not isinstance(value, str) or value not in rule.choices:
+            raise ProtocolError(f"{name} must be one of {sorted(rule.choices)}")
+    elif kind == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ProtocolError(f"{name} must be a number")
+        if not rule.low <= value <= (rule.limit or 0):
+            raise ProtocolError(f"{name} must be in [{rule.low:g}, {rule.limit}]")
+        if rule.whole:
+            if isinstance(value, float) and not value.is_integer():
+                raise ProtocolError(f"{name} must be a whole number")
+            value = int(value)
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise ProtocolError(f"{name} must be true or false")
+    elif kind == "timestamp":
+        try:
+            value = Timestamp.from_wire(value)
+        except ProtocolError as exc:
+            raise ProtocolError(f"{name} is no HLC timestamp ({exc})") from None
+    elif kind == "record":
+        value = _check_fields(value, RECORD_FIELDS, name)
+    elif kind == "or_record":
+        _check_fields(value, OR_RECORD_FIELDS, name)  # checked; carried as sent
+    elif kind == "value":
+        if not _depth_ok(value, rule.limit or 0):
+            raise ProtocolError(f"{name} is nested deeper than {rule.limit} levels")
+    else:  # pragma: no cover - a table entry with a kind this function does not know
+        raise AssertionError(f"unknown field kind {kind!r}")
+    return value
+
+
+def _check_fields(obj: object, rules: dict[str, FieldRule], where: str) -> dict[str, Any]:
+    """Check an object against a rule table: unknown fields and broken rules raise."""
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{where} must be an object")
+    unknown = [k for k in obj if k not in rules]
+    if unknown:
+        shown = ", ".join(repr(k)[:40] for k in unknown[:3])
+        raise ProtocolError(f"{where} has unknown field(s) {shown}")
+    out: dict[str, Any] = {}
+    for name, rule in rules.items():
+        value = obj.get(name)
+        label = name if where == "op" else f"{where}.{name}"
+        if value is None:
+            if rule.required:
+                raise ProtocolError(f"{label} is required")
+            continue
+        out[name] = _check_field(label, value, rule)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class ClientOp:
     """One write as sent in ``OP_BATCH.ops`` or ``CLIENT_OP.payload`` (reference §2.3)."""
@@ -225,38 +359,59 @@ class ClientOp:
 
     @classmethod
     def from_wire(cls, obj: object) -> ClientOp:
-        if not isinstance(obj, dict):
-            raise ProtocolError("an op must be an object")
-        op_type = _str(obj, "opType", 32, optional=True)
-        if op_type is not None and op_type not in OP_TYPES:
-            raise ProtocolError(f"unknown opType {op_type!r}")
-        raw_record = obj.get("record")
-        record = None if raw_record is None else LWWRecord.from_wire(raw_record)
-        op = cls(
-            map_name=_str(obj, "mapName", MAX_MAP_NAME_LENGTH),
-            key=_str(obj, "key", MAX_KEY_LENGTH),
-            record=record,
-            op_type=op_type,
-            id=_str(obj, "id", MAX_ID_LENGTH, optional=True),
-            or_record=obj.get("orRecord"),
-            or_tag=_str(obj, "orTag", 1024, optional=True),
+        """Validate one op against :data:`OP_FIELDS`; raises ProtocolError."""
+        f = _check_fields(obj, OP_FIELDS, "op")
+        op_type = f.get("opType")
+        lww = op_type in (None, OP_PUT, OP_REMOVE)
+        rec = f.get("record")
+        record = (
+            None if rec is None else LWWRecord(rec.get("value"), rec["timestamp"], rec.get("ttlMs"))
         )
-        if not op.map_name:
-            raise ProtocolError("mapName must not be empty")
-        if record is None and op_type in (None, OP_PUT, OP_REMOVE):
-            raise ProtocolError("an LWW op needs a record")
-        return op
+        if lww:
+            if record is None:
+                raise ProtocolError("an LWW op needs a record")
+            if "orRecord" in f or "orTag" in f:
+                raise ProtocolError("orRecord/orTag belong to OR_ADD/OR_REMOVE ops")
+            if op_type == OP_REMOVE and record.value is not None:
+                raise ProtocolError("a REMOVE op needs record.value nil")
+        elif record is not None:
+            raise ProtocolError(f"an {op_type} op carries orRecord/orTag, not record")
+        return cls(
+            f["mapName"], f["key"], record, op_type, f.get("id"), f.get("orRecord"), f.get("orTag")
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidOp:
+    """An op of a batch that broke a rule: refused on its own, the others go on."""
+
+    id: str | None
+    error: str
+    map_name: str | None = None
+
+
+def parse_op(obj: object) -> ClientOp | InvalidOp:
+    """An op from a client: valid, or refused with ``INVALID_OP: <why>``."""
+    try:
+        return ClientOp.from_wire(obj)
+    except ProtocolError as exc:
+        raw_id = obj.get("id") if isinstance(obj, dict) else None
+        raw_map = obj.get("mapName") if isinstance(obj, dict) else None
+        op_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= MAX_ID_LENGTH else None
+        name = raw_map if isinstance(raw_map, str) and len(raw_map) <= MAX_MAP_NAME_LENGTH else None
+        return InvalidOp(op_id, f"{OP_ERROR_INVALID}: {exc}", name)
 
 
 @dataclass(frozen=True, slots=True)
 class OpBatch(Message):
     TYPE: ClassVar[str] = "OP_BATCH"
-    ops: tuple[ClientOp, ...]
+    ops: tuple[ClientOp | InvalidOp, ...]
     write_concern: str | None = None
     timeout: float | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        payload: dict[str, Any] = {"ops": [op.to_wire() for op in self.ops]}
+        ops = [op.to_wire() for op in self.ops if isinstance(op, ClientOp)]
+        payload: dict[str, Any] = {"ops": ops}
         if self.write_concern is not None:
             payload["writeConcern"] = self.write_concern
         if self.timeout is not None:
@@ -269,21 +424,22 @@ class OpBatch(Message):
         concern = _str(payload, "writeConcern", 32, optional=True)
         if concern is not None and concern not in WRITE_CONCERNS:
             raise ProtocolError(f"unknown writeConcern {concern!r}")
-        ops = tuple(ClientOp.from_wire(op) for op in _list(payload, "ops"))
+        ops = tuple(parse_op(op) for op in _list(payload, "ops"))
         return cls(ops, concern, _number(payload, "timeout", optional=True))
 
 
 @dataclass(frozen=True, slots=True)
 class ClientOpMessage(Message):
     TYPE: ClassVar[str] = "CLIENT_OP"
-    op: ClientOp
+    op: ClientOp | InvalidOp
 
     def to_wire(self) -> dict[str, Any]:
-        return {"type": self.TYPE, "payload": self.op.to_wire()}
+        payload = self.op.to_wire() if isinstance(self.op, ClientOp) else {}
+        return {"type": self.TYPE, "payload": payload}
 
     @classmethod
     def from_wire(cls, obj: dict[str, Any]) -> ClientOpMessage:
-        return cls(ClientOp.from_wire(_payload(obj)))
+        return cls(parse_op(_payload(obj)))
 
 
 @dataclass(frozen=True, slots=True)

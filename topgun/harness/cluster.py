@@ -30,10 +30,11 @@ from typing import Any
 from topgun.core.hashing import partition_id
 from topgun.core.table import PartitionTable
 from topgun.harness.loop import LoopThread
-from topgun.harness.nodes import local_config
+from topgun.harness.nodes import HARNESS_POLICY_FILE, local_config
 from topgun.harness.waiting import eventually
 from topgun.server import ServerNode
 from topgun.server.auth import make_token
+from topgun.server.policy_file import load_policy_file
 
 DEFAULT_SECRET = "topgun-harness-secret-for-local-tests"  # HS256 wants >= 32 bytes
 START_TIMEOUT_S = 15.0
@@ -49,6 +50,8 @@ class ClusterSettings:
     jwt_secret: str = DEFAULT_SECRET
     cluster_secret: str = DEFAULT_SECRET
     node_options: dict[str, Any] = field(default_factory=dict)
+    policy_file: Path = HARNESS_POLICY_FILE
+    """The map permissions of every node (``topgun node --policies``)."""
 
 
 class ClusterController(ABC):
@@ -223,6 +226,7 @@ class EmbeddedCluster(ClusterController):
             jwt_secret=self.settings.jwt_secret,
             cluster_secret=self.settings.cluster_secret,
             ports=ports,
+            policies=load_policy_file(self.settings.policy_file),
             **self.settings.node_options,
         )
         node = ServerNode(config)
@@ -293,6 +297,7 @@ class ProcessCluster(ClusterController):
         cmd = [sys.executable, "-m", "topgun", "node", "--node-id", node_id]
         cmd += ["--host", self._bind_host(node_id)]
         cmd += ["--port", str(ports[0]), "--cluster-port", str(ports[1])]
+        cmd += ["--policies", str(self.settings.policy_file)]
         for peer in peers:
             cmd += ["--peer", peer]
         for name, value in self.settings.node_options.items():

@@ -8,11 +8,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
 from typing import Any
 
+from topgun.core.policy import PolicySet
 from topgun.core.table import ideal_assignment
 from topgun.harness.waiting import wait_until
 from topgun.server import NodeConfig, ServerNode
+from topgun.server.policy_file import load_policy_file
+
+HARNESS_POLICY_FILE = Path(__file__).with_name("policies.toml")
+"""What test nodes allow (role USER: everything); a node without policies lets only ADMIN act."""
+
+
+@cache
+def harness_policies() -> PolicySet:
+    return load_policy_file(HARNESS_POLICY_FILE)
 
 
 def local_config(
@@ -24,7 +36,9 @@ def local_config(
     ports: tuple[int, int] = (0, 0),
     **knobs: Any,
 ) -> NodeConfig:
-    """A node on 127.0.0.1; ``ports`` (client, cluster) 0 lets the OS choose."""
+    """A node on 127.0.0.1; ``ports`` (client, cluster) 0 lets the OS choose; the
+    harness's policy file unless ``policies`` is given."""
+    knobs.setdefault("policies", harness_policies())
     return NodeConfig(
         node_id=node_id,
         host="127.0.0.1",

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from topgun.client import ClusterEvent
@@ -77,6 +80,7 @@ class World:
     timeline: Timeline = field(default_factory=Timeline)
     tables: list[tuple[str, PartitionTable]] = field(default_factory=list)
     """Partition maps worth showing, with a caption (first and last are compared)."""
+    _scratch: Path | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -105,8 +109,16 @@ class World:
             raise AssertionError("this scenario has not created a client")
         return self.clients[-1]
 
-    def start_cluster(self, count: int, **node_options: Any) -> ClusterController:
-        cluster = self._controller(node_options)
+    def scratch(self) -> Path:
+        """A folder of this scenario's own (policy files…), removed when it ends."""
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="topgun-scenario-"))
+        return self._scratch
+
+    def start_cluster(
+        self, count: int, *, policy_file: Path | None = None, **node_options: Any
+    ) -> ClusterController:
+        cluster = self._controller(node_options, policy_file)
         self.clusters.append(cluster)
         cluster.start(count)
         table = cluster.wait_until_formed(self.limit(10))
@@ -116,7 +128,9 @@ class World:
         self.keep_table("when the cluster formed", table)
         return cluster
 
-    def _controller(self, node_options: dict[str, Any]) -> ClusterController:
+    def _controller(
+        self, node_options: dict[str, Any], policy_file: Path | None
+    ) -> ClusterController:
         if self.mode == "external":
             settings = ClusterSettings(
                 jwt_secret=os.environ.get("TOPGUN_JWT_SECRET", ""),
@@ -128,6 +142,8 @@ class World:
             external.require_default_options(node_options)
             return external
         settings = ClusterSettings(node_options=node_options)
+        if policy_file is not None:
+            settings.policy_file = policy_file
         if self.mode == "embedded":
             return EmbeddedCluster(self.loop, settings)
         if self.mode == "hosts":
@@ -184,3 +200,5 @@ class World:
                 log.exception("could not stop a cluster")
         self.clients.clear()
         self.clusters.clear()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)

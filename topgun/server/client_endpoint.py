@@ -1,8 +1,18 @@
 """One client connection: the TopGun client protocol (reference §1, §2), fixed per §6.
 
 Handshake: ``AUTH_REQUIRED`` at once; before ``AUTH_ACK`` only ``AUTH`` and ``PING`` are
-accepted (anything else closes 4001). Shape errors get ``ERROR 400`` and the socket stays
-usable; undecodable bytes close 1002; a silent client is closed 4002.
+accepted (anything else closes 4001), within the limits of :mod:`auth_gate` (deadline 4001
+"Authentication timeout", byte budget 1009, eviction 1013). A second ``AUTH`` on an
+authenticated socket is answered ``ERROR 409`` and changes nothing: a connection keeps the
+identity it first proved. Shape errors get ``ERROR 400`` and the socket stays usable;
+undecodable bytes close 1002; a silent client is closed 4002.
+
+Permissions (:func:`~topgun.server.auth.authorize`): a write needs PUT (or REMOVE for a
+removal) on its map, else it is refused on its own with ``OP_REJECTED`` code 403
+``Access Denied for map <name>`` and ``FORBIDDEN: …`` in its ``OP_ACK`` result; an op that
+breaks a field rule gets code 400 and ``INVALID_OP: …``. A query needs READ (else
+``ERROR 403 "Access Denied for map <name>"``), may not refer to fields the reader cannot
+see, and its results and updates show only the allowed fields.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from topgun.core.messages import (
     ClientOp,
     ClientOpMessage,
     ErrorMessage,
+    InvalidOp,
     Message,
     OpAck,
     OpBatch,
@@ -35,6 +46,7 @@ from topgun.core.messages import (
     PartitionMapRequest,
     Ping,
     Pong,
+    Query,
     QueryResp,
     QuerySub,
     QueryUnsub,
@@ -42,9 +54,11 @@ from topgun.core.messages import (
     ShutdownPending,
     Unsupported,
 )
+from topgun.core.policy import EVERYTHING, FieldView
 from topgun.core.table import PartitionTable
 from topgun.server import query as q
-from topgun.server.auth import READ, WRITE, AuthError, Principal, authorize
+from topgun.server.auth import PUT, READ, REMOVE, AuthError, Principal, authorize, field_view
+from topgun.server.auth_gate import AuthGate
 from topgun.server.operations import Outcome
 
 if TYPE_CHECKING:
@@ -52,25 +66,54 @@ if TYPE_CHECKING:
 
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_BIG = 1009
+CLOSE_OVERLOADED = 1013
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_IDLE = 4002
+
+FORBIDDEN = "FORBIDDEN"
+REJECT_CODES = {FORBIDDEN: 403, "INVALID_OP": 400}
+"""Refusals caused by the op itself: each gets its own OP_REJECTED, in a batch too."""
+MAX_QUERY_FIELDS = 1000
+
+
+def _query_fields(query: Query) -> set[str]:
+    """Every value field a query refers to (where, predicate, sort), ``_key`` left out.
+    Iterative and bounded, since a predicate tree comes from the client."""
+    names = set(query.where or ()) | set(query.sort or ())
+    stack = [query.predicate] if query.predicate else []
+    while stack and len(names) <= MAX_QUERY_FIELDS:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        if isinstance(node.get("attribute"), str):
+            names.add(node["attribute"])
+        children = node.get("children")
+        if isinstance(children, list):
+            stack.extend(children[:MAX_QUERY_FIELDS])
+    names.discard(q.KEY_FIELD)
+    return {str(n) for n in names}
 
 
 @dataclass
 class LiveQuery:
     sub: QuerySub
     keys: set[str] = field(default_factory=set)
+    view: FieldView = EVERYTHING
 
 
 class ClientSession:
-    def __init__(self, node: NodeFacade, ws: ServerConnection) -> None:
+    def __init__(self, node: NodeFacade, ws: ServerConnection, gate: AuthGate) -> None:
         self.node = node
         self.ws = ws
+        self.gate = gate
         self.principal: Principal | None = None
         self.last_activity = time.monotonic()
         self.subscriptions: dict[str, LiveQuery] = {}
         self._closing = False
         self._announced = False
+        self._bytes_before_auth = 0
+        self._deadline: asyncio.TimerHandle | None = None
 
     # --------------------------------------------------------------- sending
 
@@ -95,10 +138,25 @@ class ClientSession:
             self.node.log.info("closing idle client (%.1fs silent)", now - self.last_activity)
             self.node.spawn(self._close(CLOSE_IDLE, "Heartbeat timeout"))
 
-    async def _close(self, code: int, reason: str) -> None:
+    async def _close(self, code: int, reason: str, wait_s: float = 2.0) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(code, reason), 2.0)
+            await asyncio.wait_for(self.ws.close(code, reason), wait_s)
         self.abort()
+
+    def _shut(self, code: int, reason: str, wait_s: float) -> None:
+        if not self._closing:
+            self._closing = True
+            self.node.spawn(self._close(code, reason, wait_s))
+
+    def evict(self) -> None:
+        """Too many sockets wait to authenticate: this one, the oldest, makes room."""
+        self.node.log.debug("evicting the oldest unauthenticated socket")
+        self._shut(CLOSE_OVERLOADED, "Server overloaded", 0.5)
+
+    def _auth_expired(self) -> None:
+        if self.principal is None:
+            self.node.log.info("closing a socket that did not authenticate in time")
+            self._shut(CLOSE_UNAUTHORIZED, "Authentication timeout", 1.0)
 
     @property
     def authenticated(self) -> bool:
@@ -117,10 +175,25 @@ class ClientSession:
     # --------------------------------------------------------------- receiving
 
     async def run(self) -> None:
+        self.gate.admit(self)
+        self._deadline = asyncio.get_running_loop().call_later(
+            self.gate.timeout_s, self._auth_expired
+        )
+        # Until AUTH_ACK no frame may exceed the byte budget (websockets closes 1009).
+        self.ws.protocol.max_message_size = min(
+            self.gate.max_bytes, self.node.config.max_frame_bytes
+        )
         try:
             await self.send(AuthRequired())
             async for frame in self.ws:
+                if self._closing:
+                    continue  # closing: the close handshake is under way, nothing more is read
                 self.last_activity = time.monotonic()
+                if self.principal is None:
+                    self._bytes_before_auth += len(frame)
+                    if self._bytes_before_auth > self.gate.max_bytes:
+                        await self._close(CLOSE_TOO_BIG, "Too much data before authentication")
+                        return
                 try:
                     items = decode_frame(frame)
                 except ProtocolError as exc:
@@ -141,6 +214,8 @@ class ClientSession:
         except ConnectionClosed:
             pass
         finally:
+            self._deadline.cancel()
+            self.gate.release(self)
             for live in self.subscriptions.values():
                 self.node.remove_interest(live.sub.map_name)
             self.subscriptions.clear()
@@ -157,7 +232,7 @@ class ClientSession:
                 if rec.is_live(now_ms) and q.matches(key, rec.value, query):
                     kind = "UPDATE" if key in live.keys else "ENTER"
                     live.keys.add(key)
-                    value = rec.value
+                    value = live.view.apply(rec.value)
                 elif key in live.keys:
                     live.keys.discard(key)
                     kind, value = ("REMOVE" if rec.value is None else "LEAVE"), None
@@ -177,16 +252,7 @@ class ClientSession:
             await self.send(Pong(item.timestamp, now))
             return True
         if isinstance(item, Auth):
-            if self.principal is not None:
-                return True  # duplicate AUTH after success is ignored, as the reference does
-            try:
-                self.principal = self.node.verify_client_token(item.token)
-            except AuthError as exc:
-                await self.send(AuthFail(str(exc), CLOSE_UNAUTHORIZED))
-                await self._close(CLOSE_UNAUTHORIZED, "Unauthorized")
-                return False
-            await self.send(AuthAck())
-            return True
+            return await self._on_auth(item)
         if self.principal is None:
             await self._close(CLOSE_UNAUTHORIZED, "Auth required")
             return False
@@ -210,7 +276,26 @@ class ClientSession:
             await self.send(ErrorMessage(400, f"unexpected message type {item.TYPE} from a client"))
         return True
 
-    async def _on_ops(self, ops: list[ClientOp], *, single: bool) -> None:
+    async def _on_auth(self, item: Auth) -> bool:
+        if self.principal is not None:
+            await self.send(
+                ErrorMessage(409, "Already authenticated: a connection keeps its first identity")
+            )
+            return True
+        try:
+            self.principal = self.node.verify_client_token(item.token)
+        except AuthError as exc:
+            await self.send(AuthFail(str(exc), CLOSE_UNAUTHORIZED))
+            await self._close(CLOSE_UNAUTHORIZED, "Unauthorized")
+            return False
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self.gate.release(self)
+        self.ws.protocol.max_message_size = self.node.config.max_frame_bytes
+        await self.send(AuthAck())
+        return True
+
+    async def _on_ops(self, ops: list[ClientOp | InvalidOp], *, single: bool) -> None:
         limit = self.node.config.max_batch_ops
         if len(ops) > limit:
             self.node.metrics.ops_rejected.inc(len(ops))
@@ -219,20 +304,27 @@ class ClientSession:
             )
             return
         outcomes: list[Outcome | None] = [None] * len(ops)
-        allowed: list[int] = []
+        allowed: list[tuple[int, ClientOp]] = []
         for i, op in enumerate(ops):
-            if authorize(self.principal, WRITE, op.map_name):
-                allowed.append(i)
+            if isinstance(op, InvalidOp):
+                outcomes[i] = Outcome(False, op.error)
+            elif authorize(self.principal, REMOVE if op.is_remove else PUT, op.map_name):
+                allowed.append((i, op))
             else:
-                outcomes[i] = Outcome(False, "FORBIDDEN")
+                outcomes[i] = Outcome(False, f"{FORBIDDEN}: Access Denied for map {op.map_name}")
+        refused = len(ops) - len(allowed)
+        if refused:
+            self.node.metrics.ops_rejected.inc(refused)
         if allowed:
-            done = await self.node.execute([ops[i] for i in allowed])
-            for i, o in zip(allowed, done, strict=True):
+            done = await self.node.execute([op for _, op in allowed])
+            for (i, _), o in zip(allowed, done, strict=True):
                 outcomes[i] = o
         final = [o if o is not None else Outcome(False, "INTERNAL") for o in outcomes]
         await self._reply(ops, final, single=single)
 
-    async def _reply(self, ops: list[ClientOp], outcomes: list[Outcome], *, single: bool) -> None:
+    async def _reply(
+        self, ops: list[ClientOp | InvalidOp], outcomes: list[Outcome], *, single: bool
+    ) -> None:
         results = []
         last_id = "0"
         prefix_ok = True
@@ -247,9 +339,11 @@ class ClientSession:
                 prefix_ok = False
             if not o.ok:
                 not_owner = not_owner or o.hint is not None
-                if o.hint is not None or single:
-                    code = 409 if o.hint is not None else 400
-                    await self.send(OpRejected(op_id, o.error or "REJECTED", code, o.hint))
+                kind = (o.error or "").partition(":")[0]
+                if o.hint is not None or single or kind in REJECT_CODES:
+                    code = 409 if o.hint is not None else REJECT_CODES.get(kind, 400)
+                    reason = (o.error or "REJECTED").removeprefix(f"{FORBIDDEN}: ")
+                    await self.send(OpRejected(op_id, reason, code, o.hint))
         await self.send(OpAck(last_id, tuple(results)))
         table = self.node.table
         if not_owner and table is not None:
@@ -259,10 +353,17 @@ class ClientSession:
         if not authorize(self.principal, READ, sub.map_name):
             await self.send(ErrorMessage(403, f"Access Denied for map {sub.map_name}"))
             return
+        view = field_view(self.principal, sub.map_name)
+        hidden = sorted(f for f in _query_fields(sub.query) if not view.shows(f))
+        if hidden:
+            await self.send(
+                ErrorMessage(403, f"Access Denied for field {hidden[0]} of map {sub.map_name}")
+            )
+            return
         previous = self.subscriptions.pop(sub.query_id, None)
         if previous is not None:
             self.node.remove_interest(previous.sub.map_name)
-        live = LiveQuery(sub)
+        live = LiveQuery(sub, view=view)
         # Register first so that changes racing with the initial answer are not missed.
         self.subscriptions[sub.query_id] = live
         self.node.add_interest(sub.map_name)
@@ -273,4 +374,4 @@ class ClientSession:
             await self.send(QueryResp(sub.query_id, (), None, f"query failed: {exc}"))
             return
         live.keys.update(k for k, _ in rows)
-        await self.send(QueryResp(sub.query_id, tuple(rows)))
+        await self.send(QueryResp(sub.query_id, tuple((k, view.apply(v)) for k, v in rows)))

@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from topgun.core.policy import PolicySet
+
 DEV_SECRET = "topgun-secret-dev"
 """The reference's development secret; used only when ``dev`` is set."""
 
@@ -29,9 +31,24 @@ class NodeConfig:
     cluster_port: int = 0
     peers: list[str] = field(default_factory=list)
     advertise_url: str | None = None
-    jwt_secret: str | None = None
-    cluster_secret: str | None = None
+    jwt_secret: str | None = field(default=None, repr=False)
+    cluster_secret: str | None = field(default=None, repr=False)
     dev: bool = False
+    """Use the development secret for a missing secret; it loosens nothing else."""
+    policies: PolicySet = field(default_factory=PolicySet)
+    """Map permissions (:mod:`topgun.core.policy`); empty: only ADMIN may act."""
+    require_token_exp: bool = False
+    """Refuse tokens without ``exp``. Off by default because TopGun's own tokens often carry
+    none; ``exp`` is always checked when present."""
+    auth_timeout_s: float = 10.0
+    """A socket must authenticate this long after it opened, whatever it sends meanwhile."""
+    max_unauthenticated: int = 256
+    """Sockets not yet authenticated, at most; a new one evicts the oldest (close 1013).
+    Lowered to a quarter of the open-file limit when that is smaller."""
+    max_unauthenticated_bytes: int = 64 * 1024
+    """Bytes a socket may send before it authenticates (frames included; close 1009)."""
+    handshake_timeout_s: float = 5.0
+    """The WebSocket opening handshake must finish within this."""
     heartbeat_interval_s: float = 0.5
     failure_timeout_s: float = 3.0
     client_idle_timeout_s: float = 20.0
@@ -70,4 +87,8 @@ class NodeConfig:
             raise ValueError("need 0 < heartbeat_interval_s < failure_timeout_s")
         if self.max_batch_ops < 1 or self.max_frame_bytes < 1024:
             raise ValueError("max_batch_ops must be >= 1 and max_frame_bytes >= 1024")
+        if self.auth_timeout_s <= 0 or self.handshake_timeout_s <= 0:
+            raise ValueError("auth_timeout_s and handshake_timeout_s must be > 0")
+        if self.max_unauthenticated < 1 or self.max_unauthenticated_bytes < 1024:
+            raise ValueError("need max_unauthenticated >= 1 and max_unauthenticated_bytes >= 1024")
         self.resolved_secrets()

@@ -22,7 +22,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from topgun.core.hashing import partition_id
 from topgun.core.messages import ClientOp, Query
 from topgun.core.table import PartitionTable
-from topgun.server.auth import Principal, verify_token
+from topgun.server.auth import Principal, short_secret_warning, verify_token
+from topgun.server.auth_gate import AuthGate
 from topgun.server.client_endpoint import ClientSession
 from topgun.server.config import NodeConfig
 from topgun.server.context import NodeContext
@@ -61,6 +62,7 @@ class ServerNode:
         self.client_url = ""
         self.cluster_address = ""
         self._sessions: set[ClientSession] = set()
+        self._gate = AuthGate(config, self.log)
         self._sessions_changed = asyncio.Event()
         self._client_server: Server | None = None
         self._cluster_server: Server | None = None
@@ -99,7 +101,7 @@ class ServerNode:
         self._client_server = await serve(
             self._on_client_socket, cfg.host, cfg.port,
             compression=None, ping_interval=None, max_size=cfg.max_frame_bytes,
-            process_request=routes.process_request,
+            process_request=routes.process_request, open_timeout=cfg.handshake_timeout_s,
         )  # fmt: skip
         cport = self._cluster_server.sockets[0].getsockname()[1]
         port = self._client_server.sockets[0].getsockname()[1]
@@ -114,6 +116,9 @@ class ServerNode:
         )
         self.metrics.members.set(1)
         self.log.info("listening: client %s, cluster %s", self.client_url, self.cluster_address)
+        weak = short_secret_warning(self._jwt_secret)
+        if weak and not cfg.dev:
+            self.log.warning("%s", weak)
         self._maintenance_task = self.ctx.spawn(self._maintenance_loop())
         self.partitions.maybe_plan()
         self.membership.dial_targets()
@@ -227,7 +232,10 @@ class ServerNode:
         }
 
     def verify_client_token(self, token: str) -> Principal:
-        return verify_token(token, self._jwt_secret)
+        cfg = self.config
+        return verify_token(
+            token, self._jwt_secret, policies=cfg.policies, require_exp=cfg.require_token_exp
+        )
 
     async def execute(self, ops: list[ClientOp], *, forwarded: bool = False) -> list[Outcome]:
         return await self.operations.execute(ops, forwarded=forwarded)
@@ -244,7 +252,7 @@ class ServerNode:
     # ------------------------------------------------------------------ client sessions
 
     async def _on_client_socket(self, ws: ServerConnection) -> None:
-        session = ClientSession(self, ws)
+        session = ClientSession(self, ws, self._gate)
         self._sessions.add(session)
         self.metrics.connections.set(len(self._sessions))
         try:

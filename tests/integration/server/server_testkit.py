@@ -6,14 +6,13 @@ import asyncio
 import time
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-
-from topgun.core.codec import decode_frame, pack
-from topgun.core.errors import ProtocolError
 from topgun.core.hashing import partition_id
-from topgun.harness.nodes import kill_nodes, start_nodes
+from topgun.harness.nodes import harness_policies, kill_nodes, start_nodes
+from topgun.harness.wire import WireClient
 from topgun.server import NodeConfig, ServerNode
 from topgun.server.auth import make_token
+
+__all__ = ["WireClient"]  # re-exported: the tests' raw client lives in topgun.harness.wire
 
 SECRET = "test-secret-0123456789abcdef0123456789"
 CLUSTER_SECRET = "test-cluster-secret-0123456789abcdef"
@@ -26,7 +25,7 @@ def make_node(node_id: str, peers: list[str] | None = None, **knobs: Any) -> Ser
         peers=list(peers or []),
         jwt_secret=SECRET,
         cluster_secret=knobs.pop("cluster_secret", CLUSTER_SECRET),
-        **{**FAST, **knobs},
+        **{**FAST, "policies": harness_policies(), **knobs},
     )
     return ServerNode(cfg)
 
@@ -49,53 +48,6 @@ def record(value: Any, millis: int | None = None, counter: int = 0, node: str = 
 def put(op_id: str, key: str, value: Any, map_name: str = "m", **kw: Any) -> dict:
     return {"id": op_id, "mapName": map_name, "key": key, "opType": "PUT",
             "record": record(value, **kw)}  # fmt: skip
-
-
-class WireClient:
-    """A plain websockets + msgpack client, as an outside user would write."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.inbox: list[dict[str, Any]] = []
-
-    @classmethod
-    async def open(cls, url: str, token: str | None = None) -> WireClient:
-        c = cls(await connect(url, compression=None, open_timeout=5))
-        first = await c.recv("AUTH_REQUIRED")
-        assert first["type"] == "AUTH_REQUIRED"
-        if token is not None:
-            await c.send({"type": "AUTH", "token": token})
-            assert (await c.recv("AUTH_ACK", "AUTH_FAIL"))["type"] == "AUTH_ACK"
-        return c
-
-    async def send(self, msg: dict[str, Any]) -> None:
-        await self.ws.send(pack(msg))
-
-    async def recv(self, *types: str, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, m in enumerate(self.inbox):
-                if not types or m.get("type") in types:
-                    return self.inbox.pop(i)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no {types} within {timeout}s; inbox={self.inbox!r}")
-            frame = await asyncio.wait_for(self.ws.recv(), left)
-            for item in decode_frame(frame):
-                if isinstance(item, ProtocolError):
-                    raise item
-                self.inbox.append(item.to_wire() if hasattr(item, "to_wire") else item)
-
-    async def write(
-        self,
-        ops: list[dict[str, Any]],
-        timeout: float = 5.0,  # noqa: ASYNC109
-    ) -> dict[str, Any]:
-        await self.send({"type": "OP_BATCH", "payload": {"ops": ops}})
-        return (await self.recv("OP_ACK", timeout=timeout))["payload"]
-
-    async def close(self) -> None:
-        await self.ws.close()
 
 
 def token(roles: list[str] | None = None) -> str:

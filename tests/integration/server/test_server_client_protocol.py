@@ -79,7 +79,6 @@ def test_bad_input_is_answered_and_connection_stays_usable() -> None:
         c = await WireClient.open(node.client_url, token())
         bad = [
             {"type": "OP_BATCH", "payload": {"ops": "nope"}},
-            {"type": "OP_BATCH", "payload": {"ops": [{"mapName": 5, "key": "k"}]}},
             {"type": "NO_SUCH_TYPE"},
             {"no": "type"},
             [1, 2, 3],
@@ -93,6 +92,11 @@ def test_bad_input_is_answered_and_connection_stays_usable() -> None:
             await c.send(msg)
             err = await c.recv("ERROR")
             assert err["payload"]["code"] == 400, msg
+        await c.send({"type": "OP_BATCH", "payload": {"ops": [{"mapName": 5, "key": "k"}]}})
+        rejected = await c.recv("OP_REJECTED")  # refused on its own; the batch is answered
+        assert rejected["payload"]["code"] == 400
+        assert rejected["payload"]["reason"].startswith("INVALID_OP: mapName")
+        assert not (await c.recv("OP_ACK"))["payload"]["results"][0]["success"]
         await c.ws.send('{"type": "PING", "timestamp": 5}')  # JSON text frame
         assert (await c.recv("PONG"))["timestamp"] == 5.0
         await c.send({"type": "SYNC_INIT", "mapName": "m"})

@@ -18,6 +18,7 @@ from server_testkit import SECRET, WireClient, put, run, token
 
 from topgun.core.hashing import partition_id
 from topgun.core.table import ideal_assignment
+from topgun.harness.nodes import HARNESS_POLICY_FILE
 
 pytestmark = pytest.mark.timeout(90)
 CLUSTER = "proc-cluster-secret-0123456789abcdef"
@@ -29,7 +30,8 @@ class Proc:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
         args = [sys.executable, "-m", "topgun", "node", "--node-id", node_id,
                 "--jwt-secret", SECRET, "--cluster-secret", CLUSTER,
-                "--heartbeat-interval", "0.2", "--failure-timeout", "1.5"]  # fmt: skip
+                "--heartbeat-interval", "0.2", "--failure-timeout", "1.5",
+                "--policies", str(HARNESS_POLICY_FILE)]  # fmt: skip
         for p in peers:
             args += ["--peer", p]
         self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, env={**os.environ})

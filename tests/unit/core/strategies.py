@@ -55,17 +55,27 @@ concerns = st.sampled_from(sorted(m.WRITE_CONCERNS))
 
 @st.composite
 def client_ops(draw: st.DrawFn) -> m.ClientOp:
+    """Ops that keep the rules of ``m.OP_FIELDS``: LWW ops carry a record (a REMOVE a
+    tombstone), OR ops carry orRecord / orTag instead."""
     op_type = draw(st.one_of(st.none(), st.sampled_from(sorted(m.OP_TYPES))))
-    needs_record = op_type in (None, m.OP_PUT, m.OP_REMOVE)
-    record = draw(records if needs_record else st.one_of(st.none(), records))
+    record = or_record = or_tag = None
+    if op_type in (None, m.OP_PUT, m.OP_REMOVE):
+        record = draw(records)
+        if op_type == m.OP_REMOVE:
+            record = LWWRecord(None, record.timestamp, record.ttl_ms)
+    elif op_type == "OR_ADD":
+        or_record = {"value": draw(non_null_values), "timestamp": draw(timestamps).to_wire(),
+                     "tag": draw(st.text(min_size=1, max_size=20))}  # fmt: skip
+    else:
+        or_tag = draw(short_text)
     return m.ClientOp(
         map_name=draw(map_names),
         key=draw(st.text(max_size=30)),
         record=record,
         op_type=op_type,
         id=draw(st.one_of(st.none(), ids)),
-        or_record=draw(st.one_of(st.none(), non_null_values)),
-        or_tag=draw(st.one_of(st.none(), short_text)),
+        or_record=or_record,
+        or_tag=or_tag,
     )
 
 

@@ -260,28 +260,6 @@ BAD_MESSAGES: dict[str, tuple[Any, str | None]] = {
     "op batch no payload": ({"type": "OP_BATCH"}, "OP_BATCH"),
     "op batch payload list": ({"type": "OP_BATCH", "payload": []}, "OP_BATCH"),
     "op batch ops not list": ({"type": "OP_BATCH", "payload": {"ops": {}}}, "OP_BATCH"),
-    "op not a dict": (batch("op"), "OP_BATCH"),
-    "op empty mapName": (batch({**OP, "mapName": ""}), "OP_BATCH"),
-    "op missing mapName": (batch({"key": "k", "record": REC.to_wire()}), "OP_BATCH"),
-    "op mapName too long": (
-        batch({**OP, "mapName": "m" * (m.MAX_MAP_NAME_LENGTH + 1)}),
-        "OP_BATCH",
-    ),
-    "op key too long": (batch({**OP, "key": "k" * (m.MAX_KEY_LENGTH + 1)}), "OP_BATCH"),
-    "op key not string": (batch({**OP, "key": 1}), "OP_BATCH"),
-    "op id too long": (batch({**OP, "id": "9" * (m.MAX_ID_LENGTH + 1)}), "OP_BATCH"),
-    "op id number": (batch({**OP, "id": 1}), "OP_BATCH"),
-    "op unknown opType": (batch({**OP, "opType": "UPSERT"}), "OP_BATCH"),
-    "op PUT without record": (batch({"mapName": "m", "key": "k", "opType": "PUT"}), "OP_BATCH"),
-    "op without record or opType": (batch({"mapName": "m", "key": "k"}), "OP_BATCH"),
-    "op bad record ttl": (
-        batch({**OP, "record": {**REC.to_wire(), "ttlMs": -1}}),
-        "OP_BATCH",
-    ),
-    "op bad record timestamp": (
-        batch({**OP, "record": {"value": 1, "timestamp": {"millis": "x"}}}),
-        "OP_BATCH",
-    ),
     "op batch unknown writeConcern": (batch(OP, writeConcern="ALL"), "OP_BATCH"),
     "op batch timeout string": (batch(OP, timeout="5"), "OP_BATCH"),
     "client op no payload": ({"type": "CLIENT_OP"}, "CLIENT_OP"),
@@ -381,6 +359,24 @@ BAD_MESSAGES: dict[str, tuple[Any, str | None]] = {
 }
 
 
+BAD_OPS: dict[str, Any] = {
+    "op not a dict": "op",
+    "op empty mapName": {**OP, "mapName": ""},
+    "op missing mapName": {"key": "k", "record": REC.to_wire()},
+    "op mapName too long": {**OP, "mapName": "m" * (m.MAX_MAP_NAME_LENGTH + 1)},
+    "op key too long": {**OP, "key": "k" * (m.MAX_KEY_LENGTH + 1)},
+    "op key not string": {**OP, "key": 1},
+    "op id too long": {**OP, "id": "9" * (m.MAX_ID_LENGTH + 1)},
+    "op id number": {**OP, "id": 1},
+    "op unknown opType": {**OP, "opType": "UPSERT"},
+    "op PUT without record": {"mapName": "m", "key": "k", "opType": "PUT"},
+    "op without record or opType": {"mapName": "m", "key": "k"},
+    "op bad record ttl": {**OP, "record": {**REC.to_wire(), "ttlMs": -1}},
+    "op bad record timestamp": {**OP, "record": {"value": 1, "timestamp": {"millis": "x"}}},
+}
+"""Ops that break a rule: refused one by one (``INVALID_OP``), their batch still parses."""
+
+
 @pytest.mark.parametrize("name", list(BAD_MESSAGES))
 def test_invalid_messages(name: str) -> None:
     obj, msg_type = BAD_MESSAGES[name]
@@ -388,6 +384,18 @@ def test_invalid_messages(name: str) -> None:
         m.message_from_wire(obj)
     assert not info.value.fatal
     assert info.value.msg_type == msg_type
+
+
+@pytest.mark.parametrize("name", list(BAD_OPS))
+def test_invalid_ops_are_refused_one_by_one(name: str) -> None:
+    msg = m.message_from_wire(batch(OP, BAD_OPS[name], {**OP, "id": "3"}))
+    assert isinstance(msg, m.OpBatch)
+    good, bad, also_good = msg.ops
+    assert isinstance(good, m.ClientOp) and isinstance(also_good, m.ClientOp)
+    assert isinstance(bad, m.InvalidOp) and bad.error.startswith("INVALID_OP: ")
+    if isinstance(BAD_OPS[name], dict):  # a CLIENT_OP payload that is no object: ERROR 400
+        single = m.message_from_wire({"type": "CLIENT_OP", "payload": BAD_OPS[name]})
+        assert isinstance(single, m.ClientOpMessage) and isinstance(single.op, m.InvalidOp)
 
 
 def test_unknown_type_name_is_truncated() -> None:
@@ -421,8 +429,16 @@ def test_nullable_op_fields_accept_nil() -> None:
     assert msg == m.OpBatch((m.ClientOp("map", "k", REC),))
 
 
-def test_extra_fields_are_ignored() -> None:
-    # zod strips unknown keys; the TS client's op-log entries carry timestamp and synced
+def test_ts_op_log_fields_are_checked_not_used() -> None:
+    # the TS client's op-log entries carry timestamp and synced (reference §2.3)
     op = {**OP, "timestamp": TS.to_wire(), "synced": False, "id": "1"}
     msg = m.message_from_wire(batch(op))
     assert msg == m.OpBatch((m.ClientOp("map", "k", REC, id="1"),))
+
+
+def test_unknown_fields_refuse_the_op() -> None:
+    (bad,) = m.message_from_wire(batch({**OP, "sneaky": 1})).ops  # type: ignore[attr-defined]
+    assert isinstance(bad, m.InvalidOp) and "sneaky" in bad.error
+    rec = {**REC.to_wire(), "owner": "x"}
+    (bad,) = m.message_from_wire(batch({**OP, "record": rec})).ops  # type: ignore[attr-defined]
+    assert isinstance(bad, m.InvalidOp) and "owner" in bad.error

@@ -6,7 +6,6 @@ import asyncio
 import time
 from typing import Any
 
-import jwt
 import pytest
 
 from topgun.core.hlc import Timestamp
@@ -16,7 +15,6 @@ from topgun.core.table import NodeInfo, PartitionTable
 from topgun.harness.waiting import wait_until
 from topgun.server import NodeConfig, ServerNode
 from topgun.server import query as q
-from topgun.server.auth import WRITE, AuthError, Principal, authorize, make_token, verify_token
 from topgun.server.operations import Outcome
 from topgun.server.peer_link import Member, PeerGone, mac
 from topgun.server.store import PartitionStore, triples_from_wire, triples_to_wire
@@ -34,30 +32,7 @@ def op(key: str, value: Any, op_id: str = "1", ms: int | None = None) -> ClientO
     return ClientOp("m", key, rec(value, ms), "PUT", op_id)
 
 
-# --- auth ---------------------------------------------------------------------------------
-
-
-# signed with the same secret as good tokens, so only the algorithm makes them bad; PyJWT
-# warns that this test secret is short for HS384/HS512, which is beside the point here
-@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
-def test_verify_token_roles_and_algorithms() -> None:
-    p = verify_token(make_token(SECRET, sub="u", roles=["ADMIN"]), SECRET)
-    assert p.user_id == "u" and p.is_admin
-    assert verify_token(make_token(SECRET, sub="u"), SECRET).roles == frozenset({"USER"})
-    for bad in (
-        jwt.encode({"sub": "u"}, None, algorithm="none"),
-        jwt.encode({"sub": "u"}, SECRET, algorithm="HS384"),
-        jwt.encode({"sub": "u", "exp": 1}, SECRET, algorithm="HS256"),
-        "",
-    ):
-        with pytest.raises(AuthError):
-            verify_token(bad, SECRET)
-
-
-def test_authorize_is_the_single_policy_point() -> None:
-    assert not authorize(None, WRITE)
-    assert authorize(Principal("u", frozenset({"USER"})), WRITE, "m")
-    assert authorize(Principal("a", frozenset({"ADMIN"})), "ANYTHING")
+# --- peer links ---------------------------------------------------------------------------
 
 
 def test_peer_mac_depends_on_secret_nonce_and_id() -> None:
