@@ -1,0 +1,219 @@
+"""Change events, cluster-wide Merkle sync and paged queries, over the wire (issue 10)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from server_testkit import WireClient, put, record, run, start_cluster, stop_all, token
+
+from topgun.core.hashing import partition_id
+from topgun.core.hlc import Timestamp
+from topgun.core.merkle import DEPTH, MASK32, entry_hash
+from topgun.core.records import LWWRecord
+from topgun.server.paging import MAX_PAGE_SIZE
+
+pytestmark = pytest.mark.timeout(120)
+
+ADMIN = ["ADMIN"]
+
+
+def non_owner_of(nodes: list[Any], key: str) -> Any:
+    t = nodes[0].table
+    return next(n for n in nodes if n.node_id not in t.replicas_of(partition_id(key)))
+
+
+async def subscribe(c: WireClient, map_name: str, query_id: str = "q1") -> dict[str, Any]:
+    await c.send({"type": "QUERY_SUB", "payload": {"queryId": query_id, "mapName": map_name,
+                                                    "query": {}}})  # fmt: skip
+    return (await c.recv("QUERY_RESP"))["payload"]
+
+
+def test_subscriber_on_a_non_owner_gets_the_event_and_the_writer_does_not() -> None:
+    async def scenario() -> None:
+        nodes = await start_cluster(["node-a", "node-b", "node-c"])
+        try:
+            key = "key-1"
+            watcher_node = non_owner_of(nodes, key)
+            writer_node = next(n for n in nodes if n is not watcher_node)
+            watcher = await WireClient.open(watcher_node.client_url, token(ADMIN))
+            writer = await WireClient.open(writer_node.client_url, token(ADMIN))
+            await subscribe(watcher, "ev")
+            await subscribe(writer, "ev", "w1")
+            ack = await writer.write([put("1", key, {"n": 1}, map_name="ev")])
+            assert ack["lastId"] == "1"
+            batch = await watcher.recv("SERVER_BATCH_EVENT")
+            (event,) = batch["payload"]["events"]
+            assert (event["mapName"], event["key"], event["eventType"]) == ("ev", key, "PUT")
+            assert event["record"]["value"] == {"n": 1}
+            Timestamp.from_wire(batch["timestamp"])  # a real HLC object (§6.4-G)
+            # a single CLIENT_OP gives SERVER_EVENT; a removal says REMOVE with the tombstone
+            tomb = {**put("2", key, None, map_name="ev"), "opType": "REMOVE"}
+            await writer.send({"type": "CLIENT_OP", "payload": tomb})
+            single = await watcher.recv("SERVER_EVENT")
+            assert single["payload"]["eventType"] == "REMOVE"
+            assert single["payload"]["record"]["value"] is None
+            # the writer sees its live query's update, never its own change events
+            await writer.recv("QUERY_UPDATE")
+            assert not [m for m in writer.inbox if m["type"].startswith("SERVER_")]
+            # exactly one event per change: nothing more arrives for the two writes
+            await watcher.send({"type": "PING", "timestamp": 1.0})
+            await watcher.recv("PONG")
+            assert not [m for m in watcher.inbox if m["type"].startswith("SERVER_")]
+            await watcher.close()
+            await writer.close()
+        finally:
+            await stop_all(nodes)
+
+    run(scenario())
+
+
+async def walk(c: WireClient, map_name: str, path: str, out: dict[str, dict[str, Any]]) -> None:
+    await c.send({"type": "MERKLE_REQ_BUCKET", "payload": {"mapName": map_name, "path": path}})
+    if len(path) == DEPTH:
+        leaf = (await c.recv("SYNC_RESP_LEAF"))["payload"]
+        for item in leaf["records"]:
+            out[item["key"]] = item["record"]
+        return
+    buckets = (await c.recv("SYNC_RESP_BUCKETS"))["payload"]["buckets"]
+    for digit in sorted(buckets):
+        await walk(c, map_name, path + digit, out)
+
+
+def test_sync_from_any_node_covers_the_whole_map() -> None:
+    async def scenario() -> None:
+        nodes = await start_cluster(["node-a", "node-b", "node-c"])
+        try:
+            w = await WireClient.open(nodes[0].client_url, token(ADMIN))
+            now = int(time.time() * 1000)
+            ops = [put(str(i), f"k{i}", i, map_name="s", millis=now - 1000 + i)
+                   for i in range(1, 121)]  # fmt: skip
+            ops.append({**put("121", "k5", None, map_name="s"), "opType": "REMOVE"})
+            assert (await w.write(ops))["lastId"] == "121"
+            expected: dict[str, LWWRecord] = {}
+            for op in ops:
+                expected[op["key"]] = LWWRecord.from_wire(op["record"])
+            want_root = sum(entry_hash(k, r.timestamp) for k, r in expected.items()) & MASK32
+            for node in nodes:
+                c = await WireClient.open(node.client_url, token(ADMIN))
+                await c.send({"type": "SYNC_INIT", "mapName": "s", "lastSyncTimestamp": 0})
+                root = (await c.recv("SYNC_RESP_ROOT"))["payload"]
+                assert root["rootHash"] == want_root, node.node_id
+                got: dict[str, dict[str, Any]] = {}
+                await walk(c, "s", "", got)
+                assert {k: LWWRecord.from_wire(r) for k, r in got.items()} == expected
+                assert got["k5"]["value"] is None  # the tombstone travels too
+                await c.close()
+            # a client whose last sync is older than the tombstone GC age must start over
+            await w.send({"type": "SYNC_INIT", "mapName": "s", "lastSyncTimestamp": 1000.0})
+            assert (await w.recv("SYNC_RESET_REQUIRED"))["payload"] == {"mapName": "s"}
+            await w.close()
+        finally:
+            await stop_all(nodes)
+
+    run(scenario())
+
+
+async def page(c: WireClient, qid: str, query: dict[str, Any]) -> dict[str, Any]:
+    await c.send({"type": "QUERY_SUB",
+                  "payload": {"queryId": qid, "mapName": "p", "query": query}})  # fmt: skip
+    resp = (await c.recv("QUERY_RESP"))["payload"]
+    await c.send({"type": "QUERY_UNSUB", "payload": {"queryId": qid}})
+    return resp
+
+
+def test_limit_50_pages_through_300_keys_with_cursors() -> None:
+    async def scenario() -> None:
+        nodes = await start_cluster(["node-a", "node-b", "node-c"])
+        try:
+            c = await WireClient.open(nodes[1].client_url, token(ADMIN))
+            ops = [put(str(i), f"k{i:03d}", {"n": i}, map_name="p") for i in range(300)]
+            assert (await c.write(ops))["lastId"] == "299"
+            seen: list[str] = []
+            query: dict[str, Any] = {"sort": {"n": "desc"}, "limit": 50}
+            first = True
+            for n in range(10):
+                resp = await page(c, f"q{n}", query)
+                assert resp["cursorStatus"] == ("none" if first else "valid")
+                first = False
+                assert len(resp["results"]) <= 50
+                seen.extend(r["key"] for r in resp["results"])
+                if not resp["hasMore"]:
+                    assert "nextCursor" not in resp
+                    break
+                query = {**query, "cursor": resp["nextCursor"]}
+            assert seen == [f"k{i:03d}" for i in reversed(range(300))]
+            # another query's cursor is refused, not silently restarted
+            other = await page(c, "qx", {"sort": {"n": "asc"}, "limit": 5, "cursor":
+                                         query["cursor"]})  # fmt: skip
+            assert other["cursorStatus"] == "invalid" and other["results"] == []
+            bad = await page(c, "qy", {"limit": 5, "cursor": "not-a-cursor"})
+            assert bad["cursorStatus"] == "invalid"
+            await c.close()
+        finally:
+            await stop_all(nodes)
+
+    run(scenario())
+
+
+def test_without_a_limit_the_answer_is_bounded_pages() -> None:
+    async def scenario() -> None:
+        nodes = await start_cluster(["node-a"])
+        try:
+            c = await WireClient.open(nodes[0].client_url, token(ADMIN))
+            n = MAX_PAGE_SIZE + 10
+            ops = [put(str(i), f"k{i:05d}", i, map_name="p") for i in range(n)]
+            assert (await c.write(ops))["lastId"] == str(n - 1)
+            resp = await page(c, "q", {})
+            assert len(resp["results"]) == MAX_PAGE_SIZE and resp["hasMore"] is True
+            rest = await page(c, "q2", {"cursor": resp["nextCursor"]})
+            assert len(rest["results"]) == 10 and rest["hasMore"] is False
+            await c.close()
+        finally:
+            await stop_all(nodes)
+
+    run(scenario())
+
+
+def test_a_silent_part_fails_the_whole_answer() -> None:
+    async def scenario() -> None:
+        nodes = await start_cluster(["node-a", "node-b", "node-c"], query_timeout_s=1.0)
+        try:
+            c = await WireClient.open(nodes[0].client_url, token(ADMIN))
+            assert (await c.write([put("1", "key-1", 1, map_name="p")]))["lastId"] == "1"
+            silent = next(n for n in nodes if n is not nodes[0])
+            silent.membership.handlers["QEXEC"] = lambda link, msg: None
+            silent.membership.handlers["MSYNC"] = lambda link, msg: None
+            resp = await page(c, "q", {})
+            assert resp["results"] == [] and "did not answer" in resp["error"]
+            await c.send({"type": "SYNC_INIT", "mapName": "p"})
+            assert (await c.recv("ERROR"))["payload"]["code"] == 503
+            await c.close()
+        finally:
+            await stop_all(nodes)
+
+    run(scenario())
+
+
+def test_unserved_features_are_refused_with_their_code() -> None:
+    async def scenario() -> None:
+        nodes = await start_cluster(["node-a"])
+        try:
+            c = await WireClient.open(nodes[0].client_url, token(ADMIN))
+            for kind, code in [("TOPIC_SUB", "TOPICS_NOT_SUPPORTED"),
+                               ("LOCK_REQUEST", "LOCKS_NOT_SUPPORTED"),
+                               ("COUNTER_REQUEST", "COUNTERS_NOT_SUPPORTED"),
+                               ("JOURNAL_READ", "JOURNAL_NOT_SUPPORTED"),
+                               ("SEARCH", "SEARCH_NOT_SUPPORTED"),
+                               ("ORMAP_SYNC_INIT", "ORMAP_NOT_SUPPORTED")]:  # fmt: skip
+                await c.send({"type": kind, "payload": {}})
+                err = (await c.recv("ERROR"))["payload"]
+                assert err["code"] == 501 and err["details"] == {"code": code, "type": kind}
+            # and the connection still serves
+            assert (await c.write([put("1", "k", record(1)["value"], map_name="x")]))["lastId"]
+            await c.close()
+        finally:
+            await stop_all(nodes)
+
+    run(scenario())
