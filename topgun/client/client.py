@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from topgun.client.breaker import CircuitBreakers
@@ -31,9 +31,11 @@ from topgun.client.errors import (
 )
 from topgun.client.events import ClusterEvent, EventKind, Listener
 from topgun.client.maps import TopGunMap
+from topgun.client.merkle_sync import MerkleSync
 from topgun.client.pool_state import ConnState, plan_reconcile
 from topgun.client.router import PartitionRouter
 from topgun.client.storage import MemoryStorage, Storage
+from topgun.client.subscriptions import ChangeCallback, Subscription, Subscriptions
 from topgun.client.sync_engine import SyncEngine
 from topgun.core.errors import ClockSkewError, ProtocolError
 from topgun.core.hlc import HLC, Timestamp
@@ -49,6 +51,7 @@ from topgun.core.messages import (
     QueryResp,
     QuerySub,
     QueryUnsub,
+    QueryUpdate,
     ServerBatchEvent,
     ShutdownPending,
 )
@@ -57,6 +60,7 @@ from topgun.core.table import PartitionTable
 log = logging.getLogger(__name__)
 
 SINGLE_CONN_ID = "server"
+SYNC_TIMEOUT_S = 10.0
 TABLE_REQUEST_MIN_INTERVAL_S = 0.05
 MAX_LOOP_WAIT_S = 0.5
 
@@ -127,6 +131,8 @@ class TopGunClient:
         self._table_request_due = False
         self._last_stale_check = 0.0
         self._listeners: list[Listener] = []
+        self._msync = MerkleSync(lambda: self._maps, self._storage, timeout_s=SYNC_TIMEOUT_S)
+        self._subs = Subscriptions(lambda: [self._conns[i] for i in self.usable_nodes()])
 
     # --- configuration -------------------------------------------------------------------
 
@@ -208,6 +214,8 @@ class TopGunClient:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._task, 2.0)
+        self._subs.close()
+        await self._msync.close()
         conns = list(self._conns.values())
         await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
         for future, _, _ in self._queries.values():
@@ -239,8 +247,36 @@ class TopGunClient:
                 wall_ms=self._wall,
                 on_write=self._kick_sync,
             )
+            handle.subscribe_hook = self.subscribe
             self._maps[name] = handle
+            usable = self.usable_nodes() if self._started and not self._closed else []
+            if usable:  # a map opened after start catches up at once
+                self._msync.sync_map(self._conns[usable[0]], name)
         return handle
+
+    def subscribe(
+        self,
+        map_name: str,
+        where: dict[str, Any] | None = None,
+        *,
+        predicate: dict[str, Any] | None = None,
+        on_change: ChangeCallback | None = None,
+    ) -> Subscription:
+        """A live query (``QUERY_SUB``): ``sub.results`` stays current, ``on_change`` (and
+        ``async for change in sub``) see every change, and it is registered again after a
+        failover. While it lives, other clients' writes to the map also merge into
+        ``get_map(map_name)``. ``sub.close()`` ends it."""
+        if self._closed:
+            raise ClientClosedError("this client was closed")
+        self.get_map(map_name)
+        sub = self._subs.add(map_name, Query(where, predicate))
+        if on_change is not None:
+            sub.callbacks.append(on_change)
+        return sub
+
+    def sync_runs(self, map_name: str) -> int:
+        """Completed Merkle syncs of ``map_name`` (one per start/reconnect, at least)."""
+        return self._msync.completed.get(map_name, 0)
 
     def sync_now(self) -> int:
         """Route and send every pending op now, without waiting for acks; returns the number
@@ -310,10 +346,51 @@ class TopGunClient:
         predicate: dict[str, Any] | None = None,
         sort: dict[str, str] | None = None,
         limit: int | None = None,
+        page_size: int | None = None,
         timeout: float = 5.0,  # noqa: ASYNC109
     ) -> dict[str, Any]:
-        """Ask the cluster (QUERY_SUB → QUERY_RESP, then QUERY_UNSUB); returns key → value in
-        the server's order."""
+        """Every matching row (up to ``limit``), key → value in the server's order, read
+        page by page with cursors; ``timeout`` applies to each page."""
+        rows: dict[str, Any] = {}
+        async for key, value in self.iter_query(
+            map_name, where, predicate=predicate, sort=sort, limit=limit,
+            page_size=page_size, timeout=timeout,
+        ):  # fmt: skip
+            rows[key] = value
+        return rows
+
+    async def iter_query(
+        self,
+        map_name: str,
+        where: dict[str, Any] | None = None,
+        *,
+        predicate: dict[str, Any] | None = None,
+        sort: dict[str, str] | None = None,
+        limit: int | None = None,
+        page_size: int | None = None,
+        timeout: float = 5.0,  # noqa: ASYNC109
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """The matching rows as an async iterator, one page (``QUERY_SUB`` with ``limit``
+        and the previous page's ``nextCursor``) fetched at a time."""
+        left = limit
+        cursor: str | None = None
+        while left is None or left > 0:
+            size = page_size if left is None else min(left, page_size or left)
+            query = Query(where, predicate, sort, size, cursor)
+            resp = await self._query_page(map_name, query, timeout)
+            if resp.cursor_status in ("expired", "invalid"):
+                raise QueryError(
+                    f"query on {map_name!r}: the server says the cursor is {resp.cursor_status}"
+                )
+            for row in resp.results:
+                yield row
+            if left is not None:
+                left -= len(resp.results)
+            if not resp.has_more or resp.next_cursor is None or not resp.results:
+                return
+            cursor = resp.next_cursor
+
+    async def _query_page(self, map_name: str, query: Query, timeout: float) -> QueryResp:  # noqa: ASYNC109
         if self._closed:
             raise ClientClosedError("this client was closed")
         usable = self.usable_nodes()
@@ -328,7 +405,7 @@ class TopGunClient:
         future: asyncio.Future[QueryResp] = loop.create_future()
         self._queries[query_id] = (future, conn, map_name)
         try:
-            conn.send(QuerySub(query_id, map_name, Query(where, predicate, sort, limit)))
+            conn.send(QuerySub(query_id, map_name, query))
             try:
                 resp = await asyncio.wait_for(future, timeout)
             except TimeoutError:
@@ -340,7 +417,7 @@ class TopGunClient:
             conn.send(QueryUnsub(query_id))
         if resp.error:
             raise QueryError(f"query on {map_name!r} failed on the server: {resp.error}")
-        return dict(resp.results)
+        return resp
 
     # --- observability -------------------------------------------------------------------
 
@@ -476,6 +553,8 @@ class TopGunClient:
             return
         self._breakers.record_success(conn.id)
         self._engine.on_authenticated()
+        self._msync.sync_all(conn)
+        self._subs.reregister()
         if self._router is not None:
             self._router.count_map_refresh()
             conn.send(PartitionMapRequest(self._router.version))
@@ -487,7 +566,7 @@ class TopGunClient:
         if not self._live(conn):
             return
         self._breakers.record_failure(conn.id)
-        self._engine.on_connection_lost(conn)
+        self._lost(conn)
         for query_id, (future, qconn, _) in list(self._queries.items()):
             if qconn is conn and not future.done():
                 future.set_exception(NotConnectedError(f"{reason} while querying"))
@@ -503,8 +582,13 @@ class TopGunClient:
         log.warning("%s refused the auth token: %s", conn.url, error)
         self._signal()
 
+    def _lost(self, conn: NodeConnection) -> None:
+        self._engine.on_connection_lost(conn)
+        self._msync.on_connection_lost(conn)
+        self._subs.on_connection_lost(conn)
+
     def on_message(self, conn: NodeConnection, message: Message) -> None:
-        if not self._live(conn):
+        if not self._live(conn) or self._msync.on_message(conn, message):
             return
         if isinstance(message, OpAck):
             self._engine.on_ack(conn, message)
@@ -518,8 +602,13 @@ class TopGunClient:
             self._on_table(message.table)
         elif isinstance(message, QueryResp):
             entry = self._queries.get(message.query_id)
-            if entry is not None and not entry[0].done():
-                entry[0].set_result(message)
+            if entry is not None:
+                if not entry[0].done():
+                    entry[0].set_result(message)
+            else:
+                self._subs.on_resp(message)
+        elif isinstance(message, QueryUpdate):
+            self._subs.on_update(message)
         elif isinstance(message, ServerBatchEvent):
             self._on_events(message)
         elif isinstance(message, ErrorMessage):
@@ -537,7 +626,7 @@ class TopGunClient:
             self._rename(seed_id, node_id)
         for node_id in plan.removes:
             conn = self._conns.pop(node_id)
-            self._engine.on_connection_lost(conn)
+            self._lost(conn)
             asyncio.get_running_loop().create_task(conn.close())
         for node_id, url in plan.adds:
             self._add_connection(node_id, url)
