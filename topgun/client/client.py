@@ -140,6 +140,11 @@ class TopGunClient:
     def config(self) -> ClusterConfig:
         return self._config
 
+    @property
+    def storage(self) -> Storage:
+        """The local store (records, op log): hand it to a later client to resume offline."""
+        return self._storage
+
     def set_auth_token(self, token: str) -> None:
         """Use ``token`` on every pooled connection (each authenticates itself)."""
         if not token:

@@ -19,6 +19,7 @@ from topgun.harness.cluster import (
     ProcessCluster,
 )
 from topgun.harness.loop import LoopThread
+from topgun.harness.wire_client import WireDriver
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class World:
     timeout_multiplier: float = 1.0
     clusters: list[ClusterController] = field(default_factory=list)
     clients: list[ClientDriver] = field(default_factory=list)
+    wire_clients: list[WireDriver] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
     last_write: LastWrite | None = None
 
@@ -81,6 +83,12 @@ class World:
         return driver
 
     def close(self) -> None:
+        for wire in self.wire_clients:
+            try:
+                wire.close()
+            except Exception:
+                log.exception("could not close a raw protocol client")
+        self.wire_clients.clear()
         for driver in reversed(self.clients):
             try:
                 driver.close()

@@ -6,12 +6,9 @@ import asyncio
 import time
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-
-from topgun.core.codec import decode_frame, pack
-from topgun.core.errors import ProtocolError
 from topgun.core.hashing import partition_id
 from topgun.harness.nodes import kill_nodes, start_nodes
+from topgun.harness.wire_client import WireClient  # noqa: F401  (the tests import it here)
 from topgun.server import NodeConfig, ServerNode
 from topgun.server.auth import make_token
 
@@ -49,53 +46,6 @@ def record(value: Any, millis: int | None = None, counter: int = 0, node: str = 
 def put(op_id: str, key: str, value: Any, map_name: str = "m", **kw: Any) -> dict:
     return {"id": op_id, "mapName": map_name, "key": key, "opType": "PUT",
             "record": record(value, **kw)}  # fmt: skip
-
-
-class WireClient:
-    """A plain websockets + msgpack client, as an outside user would write."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.inbox: list[dict[str, Any]] = []
-
-    @classmethod
-    async def open(cls, url: str, token: str | None = None) -> WireClient:
-        c = cls(await connect(url, compression=None, open_timeout=5))
-        first = await c.recv("AUTH_REQUIRED")
-        assert first["type"] == "AUTH_REQUIRED"
-        if token is not None:
-            await c.send({"type": "AUTH", "token": token})
-            assert (await c.recv("AUTH_ACK", "AUTH_FAIL"))["type"] == "AUTH_ACK"
-        return c
-
-    async def send(self, msg: dict[str, Any]) -> None:
-        await self.ws.send(pack(msg))
-
-    async def recv(self, *types: str, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, m in enumerate(self.inbox):
-                if not types or m.get("type") in types:
-                    return self.inbox.pop(i)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no {types} within {timeout}s; inbox={self.inbox!r}")
-            frame = await asyncio.wait_for(self.ws.recv(), left)
-            for item in decode_frame(frame):
-                if isinstance(item, ProtocolError):
-                    raise item
-                self.inbox.append(item.to_wire() if hasattr(item, "to_wire") else item)
-
-    async def write(
-        self,
-        ops: list[dict[str, Any]],
-        timeout: float = 5.0,  # noqa: ASYNC109
-    ) -> dict[str, Any]:
-        await self.send({"type": "OP_BATCH", "payload": {"ops": ops}})
-        return (await self.recv("OP_ACK", timeout=timeout))["payload"]
-
-    async def close(self) -> None:
-        await self.ws.close()
 
 
 def token(roles: list[str] | None = None) -> str:

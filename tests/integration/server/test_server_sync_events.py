@@ -10,7 +10,7 @@ from server_testkit import WireClient, put, record, run, start_cluster, stop_all
 
 from topgun.core.hashing import partition_id
 from topgun.core.hlc import Timestamp
-from topgun.core.merkle import DEPTH, MASK32, entry_hash
+from topgun.core.merkle import MASK32, entry_hash
 from topgun.core.records import LWWRecord
 from topgun.server.paging import MAX_PAGE_SIZE
 
@@ -69,18 +69,6 @@ def test_subscriber_on_a_non_owner_gets_the_event_and_the_writer_does_not() -> N
     run(scenario())
 
 
-async def walk(c: WireClient, map_name: str, path: str, out: dict[str, dict[str, Any]]) -> None:
-    await c.send({"type": "MERKLE_REQ_BUCKET", "payload": {"mapName": map_name, "path": path}})
-    if len(path) == DEPTH:
-        leaf = (await c.recv("SYNC_RESP_LEAF"))["payload"]
-        for item in leaf["records"]:
-            out[item["key"]] = item["record"]
-        return
-    buckets = (await c.recv("SYNC_RESP_BUCKETS"))["payload"]["buckets"]
-    for digit in sorted(buckets):
-        await walk(c, map_name, path + digit, out)
-
-
 def test_sync_from_any_node_covers_the_whole_map() -> None:
     async def scenario() -> None:
         nodes = await start_cluster(["node-a", "node-b", "node-c"])
@@ -97,11 +85,8 @@ def test_sync_from_any_node_covers_the_whole_map() -> None:
             want_root = sum(entry_hash(k, r.timestamp) for k, r in expected.items()) & MASK32
             for node in nodes:
                 c = await WireClient.open(node.client_url, token(ADMIN))
-                await c.send({"type": "SYNC_INIT", "mapName": "s", "lastSyncTimestamp": 0})
-                root = (await c.recv("SYNC_RESP_ROOT"))["payload"]
-                assert root["rootHash"] == want_root, node.node_id
-                got: dict[str, dict[str, Any]] = {}
-                await walk(c, "s", "", got)
+                assert await c.sync_root("s") == want_root, node.node_id
+                got = await c.walk("s")
                 assert {k: LWWRecord.from_wire(r) for k, r in got.items()} == expected
                 assert got["k5"]["value"] is None  # the tombstone travels too
                 await c.close()
@@ -116,11 +101,7 @@ def test_sync_from_any_node_covers_the_whole_map() -> None:
 
 
 async def page(c: WireClient, qid: str, query: dict[str, Any]) -> dict[str, Any]:
-    await c.send({"type": "QUERY_SUB",
-                  "payload": {"queryId": qid, "mapName": "p", "query": query}})  # fmt: skip
-    resp = (await c.recv("QUERY_RESP"))["payload"]
-    await c.send({"type": "QUERY_UNSUB", "payload": {"queryId": qid}})
-    return resp
+    return await c.query(qid, "p", query)
 
 
 def test_limit_50_pages_through_300_keys_with_cursors() -> None:
