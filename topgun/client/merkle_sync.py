@@ -78,6 +78,11 @@ class MerkleSync:
         task = asyncio.get_running_loop().create_task(self._run(conn, name))
         self._running[name] = task
 
+    async def idle(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait until no sync runs (each run is bounded by the request timeout)."""
+        while self._running:
+            await asyncio.wait(list(self._running.values()), timeout=timeout)
+
     def failed_maps(self) -> set[str]:
         return set(self._failed)
 

@@ -6,12 +6,14 @@ import time
 from typing import Any
 
 import pytest
-from server_testkit import WireClient, put, record, run, start_cluster, stop_all, token
+from server_testkit import WireClient, make_node, put, record, run, start_cluster, stop_all, token
 
 from topgun.core.hashing import partition_id
 from topgun.core.hlc import Timestamp
 from topgun.core.merkle import MASK32, entry_hash
 from topgun.core.records import LWWRecord
+from topgun.harness.nodes import formed
+from topgun.harness.waiting import wait_until
 from topgun.server.paging import MAX_PAGE_SIZE
 
 pytestmark = pytest.mark.timeout(120)
@@ -193,6 +195,71 @@ def test_unserved_features_are_refused_with_their_code() -> None:
                 assert err["code"] == 501 and err["details"] == {"code": code, "type": kind}
             # and the connection still serves
             assert (await c.write([put("1", "k", record(1)["value"], map_name="x")]))["lastId"]
+            await c.close()
+        finally:
+            await stop_all(nodes)
+
+    run(scenario())
+
+
+def test_cursor_survives_a_join_and_migration_sends_no_events() -> None:
+    async def scenario() -> None:
+        nodes = await start_cluster(["node-b", "node-c"])
+        try:
+            c = await WireClient.open(nodes[0].client_url, token(ADMIN))
+            watcher = await WireClient.open(nodes[1].client_url, token(ADMIN))
+            await subscribe(watcher, "p")
+            ops = [put(str(i), f"k{i:03d}", {"n": i}, map_name="p") for i in range(300)]
+            assert (await c.write(ops))["lastId"] == "299"
+            events = await watcher.recv("SERVER_BATCH_EVENT")
+            assert len(events["payload"]["events"]) > 0
+            first = await page(c, "q1", {"limit": 50})
+            keys = [r["key"] for r in first["results"]]
+            version = nodes[0].table.version
+            newcomer = make_node("node-a", [nodes[1].cluster_address])
+            await newcomer.start()
+            nodes.append(newcomer)
+            await wait_until(lambda: formed(nodes), 10.0, "converged with the newcomer")
+            assert nodes[0].table.version > version
+            cursor = first["nextCursor"]
+            while cursor is not None:
+                resp = await page(c, f"q{len(keys)}", {"limit": 50, "cursor": cursor})
+                assert resp["cursorStatus"] == "valid"
+                keys.extend(r["key"] for r in resp["results"])
+                cursor = resp.get("nextCursor")
+            assert keys == [f"k{i:03d}" for i in range(300)]
+            # moving partitions to the newcomer changed no record: no event for it
+            for m in list(watcher.inbox):
+                assert m["type"] != "SERVER_EVENT", m
+            batches = [m for m in watcher.inbox if m["type"] == "SERVER_BATCH_EVENT"]
+            assert (
+                sum(len(b["payload"]["events"]) for b in batches) + len(events["payload"]["events"])
+                <= 300
+            )
+            await c.close()
+            await watcher.close()
+        finally:
+            await stop_all(nodes)
+
+    run(scenario())
+
+
+def test_expired_records_are_not_read_and_sync_carries_their_ttl() -> None:
+    async def scenario() -> None:
+        nodes = await start_cluster(["node-a"])
+        try:
+            c = await WireClient.open(nodes[0].client_url, token(ADMIN))
+            old = int(time.time() * 1000) - 60_000
+            gone = {**put("1", "gone", 1, map_name="t", millis=old)}
+            gone["record"]["ttlMs"] = 1000
+            kept = put("2", "kept", 2, map_name="t")
+            assert (await c.write([gone, kept]))["lastId"] == "2"
+            resp = await c.query("q", "t", {})
+            assert [r["key"] for r in resp["results"]] == ["kept"]
+            records = await c.walk("t")
+            assert records["gone"]["ttlMs"] == 1000  # the client's own reads hide it
+            rec = LWWRecord.from_wire(records["gone"])
+            assert rec.is_expired(int(time.time() * 1000))
             await c.close()
         finally:
             await stop_all(nodes)
