@@ -24,8 +24,6 @@ from topgun.client.errors import (
     ConfigError,
     FlushTimeout,
     NotConnectedError,
-    QueryError,
-    QueryTimeout,
     StartTimeout,
     WriteRejected,
 )
@@ -33,6 +31,7 @@ from topgun.client.events import ClusterEvent, EventKind, Listener
 from topgun.client.maps import TopGunMap
 from topgun.client.merkle_sync import MerkleSync
 from topgun.client.pool_state import ConnState, plan_reconcile
+from topgun.client.queries import OneShotQueries, iter_pages, require_connection
 from topgun.client.router import PartitionRouter
 from topgun.client.storage import MemoryStorage, Storage
 from topgun.client.subscriptions import ChangeCallback, Subscription, Subscriptions
@@ -49,8 +48,6 @@ from topgun.core.messages import (
     PartitionMapRequest,
     Query,
     QueryResp,
-    QuerySub,
-    QueryUnsub,
     QueryUpdate,
     ServerBatchEvent,
     ShutdownPending,
@@ -120,7 +117,7 @@ class TopGunClient:
         self._conns: dict[str, NodeConnection] = {}
         self._seed_ids: set[str] = set()
         self._maps: dict[str, TopGunMap] = {}
-        self._queries: dict[str, tuple[asyncio.Future[QueryResp], NodeConnection, str]] = {}
+        self._oneshot = OneShotQueries()
         self._started = False
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -223,10 +220,7 @@ class TopGunClient:
         await self._msync.close()
         conns = list(self._conns.values())
         await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
-        for future, _, _ in self._queries.values():
-            if not future.done():
-                future.set_exception(ClientClosedError("the client was closed"))
-        self._queries.clear()
+        self._oneshot.close()
         with contextlib.suppress(Exception):
             self._storage.close()
 
@@ -356,15 +350,13 @@ class TopGunClient:
     ) -> dict[str, Any]:
         """Every matching row (up to ``limit``), key → value in the server's order, read
         page by page with cursors; ``timeout`` applies to each page."""
-        rows: dict[str, Any] = {}
-        async for key, value in self.iter_query(
+        rows = self.iter_query(
             map_name, where, predicate=predicate, sort=sort, limit=limit,
             page_size=page_size, timeout=timeout,
-        ):  # fmt: skip
-            rows[key] = value
-        return rows
+        )  # fmt: skip
+        return {key: value async for key, value in rows}
 
-    async def iter_query(
+    def iter_query(
         self,
         map_name: str,
         where: dict[str, Any] | None = None,
@@ -373,56 +365,19 @@ class TopGunClient:
         sort: dict[str, str] | None = None,
         limit: int | None = None,
         page_size: int | None = None,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
     ) -> AsyncIterator[tuple[str, Any]]:
         """The matching rows as an async iterator, one page (``QUERY_SUB`` with ``limit``
         and the previous page's ``nextCursor``) fetched at a time."""
-        left = limit
-        cursor: str | None = None
-        while left is None or left > 0:
-            size = page_size if left is None else min(left, page_size or left)
-            query = Query(where, predicate, sort, size, cursor)
-            resp = await self._query_page(map_name, query, timeout)
-            if resp.cursor_status in ("expired", "invalid"):
-                raise QueryError(
-                    f"query on {map_name!r}: the server says the cursor is {resp.cursor_status}"
-                )
-            for row in resp.results:
-                yield row
-            if left is not None:
-                left -= len(resp.results)
-            if not resp.has_more or resp.next_cursor is None or not resp.results:
-                return
-            cursor = resp.next_cursor
 
-    async def _query_page(self, map_name: str, query: Query, timeout: float) -> QueryResp:  # noqa: ASYNC109
-        if self._closed:
-            raise ClientClosedError("this client was closed")
-        usable = self.usable_nodes()
-        if not usable:
-            raise NotConnectedError(
-                "no authenticated connection to query: await client.start() and check the "
-                f"servers (connections: {self.get_connection_states()})"
+        async def page(query: Query) -> QueryResp:
+            conn_id = require_connection(
+                self.usable_nodes(), self._closed, self.get_connection_states
             )
-        conn = self._conns[usable[0]]
-        query_id = str(uuid.uuid4())
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[QueryResp] = loop.create_future()
-        self._queries[query_id] = (future, conn, map_name)
-        try:
-            conn.send(QuerySub(query_id, map_name, query))
-            try:
-                resp = await asyncio.wait_for(future, timeout)
-            except TimeoutError:
-                raise QueryTimeout(
-                    f"no answer to the query on {map_name!r} from {conn.id} within {timeout:g}s"
-                ) from None
-        finally:
-            self._queries.pop(query_id, None)
-            conn.send(QueryUnsub(query_id))
-        if resp.error:
-            raise QueryError(f"query on {map_name!r} failed on the server: {resp.error}")
-        return resp
+            return await self._oneshot.page(self._conns[conn_id], map_name, query, timeout)
+
+        query = Query(where, predicate, sort, limit)
+        return iter_pages(page, map_name, query, page_size)
 
     # --- observability -------------------------------------------------------------------
 
@@ -572,10 +527,7 @@ class TopGunClient:
             return
         self._breakers.record_failure(conn.id)
         self._lost(conn)
-        for query_id, (future, qconn, _) in list(self._queries.items()):
-            if qconn is conn and not future.done():
-                future.set_exception(NotConnectedError(f"{reason} while querying"))
-                self._queries.pop(query_id, None)
+        self._oneshot.on_lost(conn, reason)
         if was_authenticated:
             log.info("connection %s lost: %s", conn.id, reason)
             self._emit(EventKind.NODE_LOST, conn.id)
@@ -606,11 +558,7 @@ class TopGunClient:
         elif isinstance(message, PartitionMap):
             self._on_table(message.table)
         elif isinstance(message, QueryResp):
-            entry = self._queries.get(message.query_id)
-            if entry is not None:
-                if not entry[0].done():
-                    entry[0].set_result(message)
-            else:
+            if not self._oneshot.on_resp(message):
                 self._subs.on_resp(message)
         elif isinstance(message, QueryUpdate):
             self._subs.on_update(message)
@@ -680,12 +628,7 @@ class TopGunClient:
 
     def _on_error(self, conn: NodeConnection, message: ErrorMessage) -> None:
         log.warning("server error %s from %s: %s", message.code, conn.id, message.message)
-        for query_id, (future, qconn, map_name) in list(self._queries.items()):
-            if qconn is conn and map_name in message.message and not future.done():
-                future.set_exception(
-                    QueryError(f"query on {map_name!r} refused: {message.code} {message.message}")
-                )
-                self._queries.pop(query_id, None)
+        self._oneshot.on_error(conn, message)
 
     # --- background ----------------------------------------------------------------------
 
