@@ -265,3 +265,28 @@ def test_expired_records_are_not_read_and_sync_carries_their_ttl() -> None:
             await stop_all(nodes)
 
     run(scenario())
+
+
+def test_pong_keeps_the_protocol_number_and_only_hlc_objects_stamp_events() -> None:
+    # decision for reference §6.4-G (README "Interoperability"): PONG stays as the protocol
+    # defines it (the PING's number echoed, plus serverTime); every top-level `timestamp` we
+    # send otherwise is a full {millis, counter, nodeId} object
+    async def scenario() -> None:
+        nodes = await start_cluster(["node-a"])
+        try:
+            c = await WireClient.open(nodes[0].client_url, token(ADMIN))
+            await c.send({"type": "PING", "timestamp": 1795705525501.0})
+            pong = await c.recv("PONG")
+            assert pong["timestamp"] == 1795705525501.0 and isinstance(pong["serverTime"], float)
+            await subscribe(c, "g")
+            other = await WireClient.open(nodes[0].client_url, token(ADMIN))
+            await other.write([put("1", "k", 1, map_name="g")])
+            event = await c.recv("SERVER_BATCH_EVENT")
+            assert set(event["timestamp"]) == {"millis", "counter", "nodeId"}
+            assert isinstance(event["timestamp"]["millis"], float)
+            await other.close()
+            await c.close()
+        finally:
+            await stop_all(nodes)
+
+    run(scenario())
