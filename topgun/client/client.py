@@ -128,7 +128,9 @@ class TopGunClient:
         self._table_request_due = False
         self._last_stale_check = 0.0
         self._listeners: list[Listener] = []
-        self._msync = MerkleSync(lambda: self._maps, self._storage, timeout_s=SYNC_TIMEOUT_S)
+        self._msync = MerkleSync(
+            lambda: self._maps, self._storage, timeout_s=SYNC_TIMEOUT_S, clock=self._mono
+        )
         self._subs = Subscriptions(lambda: [self._conns[i] for i in self.usable_nodes()])
 
     # --- configuration -------------------------------------------------------------------
@@ -647,7 +649,9 @@ class TopGunClient:
         assert self._kick is not None
         while not self._closed:
             now = self._mono()
-            wake = self._engine.next_wakeup()
+            due = (self._engine.next_wakeup(), self._msync.next_retry())
+            wakes = [w for w in due if w is not None]
+            wake = min(wakes) if wakes else None
             wait = MAX_LOOP_WAIT_S if wake is None else max(0.0, min(MAX_LOOP_WAIT_S, wake - now))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), wait)
@@ -669,3 +673,6 @@ class TopGunClient:
         if self._engine.tick():
             self._signal()
         self._engine.sync()
+        usable = self.usable_nodes()
+        if usable:
+            self._msync.retry_failed(self._conns[usable[0]])

@@ -5,7 +5,8 @@ holds, :class:`MerkleSync` sends ``SYNC_INIT``; if the server's root differs fro
 tree's it walks down ``MERKLE_REQ_BUCKET`` only where bucket hashes differ and LWW-merges the
 leaves' records. Our server answers for the whole map from any node, so one connection is
 enough. One sync per map runs at a time; a sync that fails (connection lost, timeout, server
-error) is run again on the next authenticated connection.
+error such as a table change in progress) runs again :data:`RETRY_AFTER_S` later, or on the
+next authenticated connection.
 
 Each level's differing buckets are requested together (at most :data:`MAX_IN_FLIGHT` at a
 time), so a sync costs about ``depth`` round trips rather than one per bucket.
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 32
+RETRY_AFTER_S = 1.0
+"""A failed sync (say, during a partition table change) runs again this long after."""
 LAST_SYNC_META = "lastSyncTimestamp:"
 
 
@@ -54,13 +57,15 @@ class MerkleSync:
         storage: Storage,
         *,
         timeout_s: float,
+        clock: Callable[[], float],
     ) -> None:
         self._maps = maps
         self._storage = storage
         self._timeout = timeout_s
+        self._clock = clock
         self._waiters: dict[tuple[int, str, str], Waiter] = {}  # (conn, map, path) → reply
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._failed: set[str] = set()
+        self._failed: dict[str, float] = {}  # map → when its last run failed
         self.completed: dict[str, int] = {}
         """Map name → completed sync runs (observability and tests)."""
         self.listeners: list[Callable[[str], None]] = []
@@ -85,6 +90,16 @@ class MerkleSync:
 
     def failed_maps(self) -> set[str]:
         return set(self._failed)
+
+    def retry_failed(self, conn: NodeConnection) -> None:
+        """Run again, over ``conn``, the failed syncs whose retry time has come."""
+        now = self._clock()
+        for name, failed_at in list(self._failed.items()):
+            if now - failed_at >= RETRY_AFTER_S:
+                self.sync_map(conn, name)
+
+    def next_retry(self) -> float | None:
+        return min(self._failed.values()) + RETRY_AFTER_S if self._failed else None
 
     async def close(self) -> None:
         tasks = list(self._running.values())
@@ -129,15 +144,15 @@ class MerkleSync:
         try:
             merged = await self._sync(conn, name)
         except (SyncFailed, TimeoutError) as exc:
-            self._failed.add(name)
+            self._failed[name] = self._clock()
             log.info("sync of %s over %s failed (will run again): %s", name, conn.id, exc)
         except asyncio.CancelledError:
             raise
         except Exception:
-            self._failed.add(name)
+            self._failed[name] = self._clock()
             log.exception("sync of %s failed", name)
         else:
-            self._failed.discard(name)
+            self._failed.pop(name, None)
             self.completed[name] = self.completed.get(name, 0) + 1
             log.debug("sync of %s over %s done: %d record(s) merged", name, conn.id, merged)
             for listener in list(self.listeners):

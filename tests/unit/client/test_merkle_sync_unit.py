@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from topgun import ClusterConfig, MemoryStorage, TopGunClient
+from topgun.client.merkle_sync import RETRY_AFTER_S
 from topgun.core.hlc import Timestamp
 from topgun.core.merkle import DEPTH, MerkleTree
 from topgun.core.messages import ErrorMessage, Message, QueryResp, QuerySub, QueryUpdate
@@ -118,6 +119,18 @@ def test_reset_required_clears_and_resyncs_and_errors_are_retried_later() -> Non
         c._msync.sync_map(server, "users")  # type: ignore[arg-type]
         await c._msync.idle(2.0)
         assert c._msync.failed_maps() == {"users"} and c.sync_runs("users") == 2
+        # retried by itself once the retry time has come (here: a clock moved by hand)
+        now = [0.0]
+        c._msync._clock = lambda: now[0]
+        c._msync._failed["users"] = 0.0
+        server.fail_with = None
+        c._msync.retry_failed(server)  # type: ignore[arg-type]
+        assert not c._msync._running  # too early
+        now[0] = RETRY_AFTER_S
+        assert c._msync.next_retry() == RETRY_AFTER_S
+        c._msync.retry_failed(server)  # type: ignore[arg-type]
+        await c._msync.idle(2.0)
+        assert c._msync.failed_maps() == set() and c.sync_runs("users") == 3
 
     asyncio.run(main())
 
