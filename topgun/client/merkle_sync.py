@@ -43,6 +43,15 @@ RETRY_AFTER_S = 1.0
 LAST_SYNC_META = "lastSyncTimestamp:"
 
 
+def _sync_error_map(msg: ErrorMessage) -> str | None:
+    """The map a server's "sync unavailable" ERROR (503) is about, else None."""
+    d = msg.details
+    if isinstance(d, dict) and d.get("code") == "SYNC_UNAVAILABLE":
+        name = d.get("mapName")
+        return name if isinstance(name, str) else None
+    return None
+
+
 class SyncFailed(Exception):
     """A sync run ended without a complete answer; it is run again later."""
 
@@ -120,8 +129,8 @@ class MerkleSync:
             slot = (id(conn), msg.map_name, "^")
         elif isinstance(msg, SyncRespBuckets | SyncRespLeaf):
             slot = (id(conn), msg.map_name, msg.path)
-        elif isinstance(msg, ErrorMessage) and msg.message.startswith("sync of "):
-            name = msg.message[len("sync of ") :].split(":", 1)[0]
+        elif isinstance(msg, ErrorMessage) and _sync_error_map(msg) is not None:
+            name = _sync_error_map(msg)
             for key, w in list(self._waiters.items()):
                 if key[0] == id(conn) and key[1] == name and not w.done():
                     w.set_exception(SyncFailed(msg.message))

@@ -71,7 +71,14 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_IDLE = 4002
 UNAVAILABLE = 503
+SYNC_UNAVAILABLE = "SYNC_UNAVAILABLE"
 _session_ids = itertools.count(1)
+
+
+def _sync_unavailable(map_name: str, exc: Exception) -> ErrorMessage:
+    """No complete sync answer now: ``ERROR 503`` naming the map, so the client retries."""
+    details = {"code": SYNC_UNAVAILABLE, "mapName": map_name}
+    return ErrorMessage(UNAVAILABLE, f"sync of {map_name}: {exc}", details)
 
 
 @dataclass
@@ -343,7 +350,7 @@ class ClientSession:
             try:
                 level = await self.node.sync_level(msg.map_name, "")
             except SyncUnavailable as exc:
-                await self.send(ErrorMessage(UNAVAILABLE, f"sync of {msg.map_name}: {exc}"))
+                await self.send(_sync_unavailable(msg.map_name, exc))
                 return
             await self.send(SyncRespRoot(msg.map_name, level.hash, self.node.hlc.now()))
 
@@ -354,7 +361,7 @@ class ClientSession:
         try:
             level = await self.node.sync_level(msg.map_name, msg.path)
         except SyncUnavailable as exc:
-            await self.send(ErrorMessage(UNAVAILABLE, f"sync of {msg.map_name}: {exc}"))
+            await self.send(_sync_unavailable(msg.map_name, exc))
             return
         if len(msg.path) == DEPTH:
             await self.send(SyncRespLeaf(msg.map_name, msg.path, tuple(level.records)))

@@ -171,7 +171,9 @@ def test_a_silent_part_fails_the_whole_answer() -> None:
             resp = await page(c, "q", {})
             assert resp["results"] == [] and "did not answer" in resp["error"]
             await c.send({"type": "SYNC_INIT", "mapName": "p"})
-            assert (await c.recv("ERROR"))["payload"]["code"] == 503
+            err = (await c.recv("ERROR"))["payload"]
+            assert err["code"] == 503
+            assert err["details"] == {"code": "SYNC_UNAVAILABLE", "mapName": "p"}
             await c.close()
         finally:
             await stop_all(nodes)

@@ -48,7 +48,8 @@ class ScriptedServer:
         reply: Message | None = None
         if isinstance(msg, SyncInit):
             if self.fail_with:
-                reply = ErrorMessage(503, f"sync of {msg.map_name}: {self.fail_with}")
+                details = {"code": "SYNC_UNAVAILABLE", "mapName": msg.map_name}
+                reply = ErrorMessage(503, f"sync of {msg.map_name}: {self.fail_with}", details)
             elif self.reset_once and msg.last_sync_timestamp:
                 self.reset_once = False
                 reply = SyncResetRequired(msg.map_name)
