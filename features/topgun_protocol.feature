@@ -32,8 +32,17 @@ Feature: TopGun clients see each other's changes, catch up after being away, and
     And a second client "watcher" subscribed to map "orders" where "status" is "open"
     When the writer writes {"status": "open"} to "order:1" in map "orders"
     And the writer writes {"status": "done"} to "order:2" in map "orders"
-    Then the subscription of "watcher" holds exactly "order:1" within 2 seconds
+    Then the subscription of "watcher" holds exactly ["order:1"] within 2 seconds
     And "watcher" reads {"status": "open"} under "order:1" in its own map "orders" within 2 seconds
+
+  @critical
+  Scenario: A live subscription carries on when the node serving it is killed
+    Given a cluster-mode client that knows all 3 nodes and signs in as "writer"
+    And a second client "watcher" subscribed to map "orders" where "status" is "open"
+    And the writer has written {"status": "open"} to "order:1" in map "orders"
+    When the node serving the subscription of "watcher" is killed
+    And the writer writes {"status": "open"} to "order:3" in map "orders" and it is acknowledged within 10 seconds
+    Then the subscription of "watcher" holds exactly ["order:1", "order:3"] within 10 seconds
 
   @normal
   Scenario: Sync asked of any node answers for the whole map

@@ -124,20 +124,38 @@ def client_subscribed(context, name, map_name, field, value):
     )
 
 
+@given('the writer has written {value:Json} to "{key}" in map "{map_name}"')
 @when('the writer writes {value:Json} to "{key}" in map "{map_name}"')
 def writer_writes(context, value, key, map_name):
+    writer_writes_within(context, value, key, map_name, 5)
+
+
+@when(
+    'the writer writes {value:Json} to "{key}" in map "{map_name}" and it is acknowledged '
+    "within {secs:g} seconds"
+)
+def writer_writes_within(context, value, key, map_name, secs):
     writer = _writer(context)
     writer.write(map_name, key, value)
-    writer.flush(context.world.limit(5))
+    writer.flush(context.world.limit(secs))
 
 
-@then('the subscription of "{name}" holds exactly "{key}" within {secs:g} seconds')
-def subscription_holds(context, name, key, secs):
+@when('the node serving the subscription of "{name}" is killed')
+def kill_subscription_node(context, name):
+    world = context.world
+    sub = world.notes[f"sub:{name}"]
+    node = world.loop.call(lambda: sub.conn.id if sub.conn is not None else None)
+    assert_that(node in world.cluster.live_nodes(), is_(True), f"{name} is served by {node}")
+    world.cluster.kill(node)
+
+
+@then('the subscription of "{name}" holds exactly {keys:Json} within {secs:g} seconds')
+def subscription_holds(context, name, keys, secs):
     driver = context.world.notes[f"client:{name}"]
     sub = context.world.notes[f"sub:{name}"]
 
     def holds():
-        assert_that(sorted(driver.subscription_results(sub)), equal_to([key]), "live results")
+        assert_that(sorted(driver.subscription_results(sub)), equal_to(keys), "live results")
 
     eventually(holds, context.world.limit(secs), "the live results")
 

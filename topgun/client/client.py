@@ -131,7 +131,9 @@ class TopGunClient:
         self._msync = MerkleSync(
             lambda: self._maps, self._storage, timeout_s=SYNC_TIMEOUT_S, clock=self._mono
         )
-        self._subs = Subscriptions(lambda: [self._conns[i] for i in self.usable_nodes()])
+        self._subs = Subscriptions(
+            lambda: [self._conns[i] for i in self.usable_nodes()], self._mono
+        )
 
     # --- configuration -------------------------------------------------------------------
 
@@ -676,3 +678,4 @@ class TopGunClient:
         usable = self.usable_nodes()
         if usable:
             self._msync.retry_failed(self._conns[usable[0]])
+            self._subs.reregister()

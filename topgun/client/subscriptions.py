@@ -4,7 +4,9 @@ A :class:`Subscription` holds the current matching rows, calls its callbacks on 
 change and can be iterated (``async for change in sub``). It belongs to the client, not to
 a connection: when the connection it was registered on is lost, it is registered again on
 the next authenticated one (failover), with a fresh initial answer that replaces the rows
-(keys no longer present are reported as ``LEAVE``). While it is registered the server also
+(keys no longer present are reported as ``LEAVE``); an answer that is an error (the cluster
+could not answer completely) keeps the rows and registers again a second later. While it is
+registered the server also
 sends the map's change events, which the client merges into the local map.
 
 The initial answer is the query's first page (at most the server's page size, 1000 rows
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_QUEUED_CHANGES = 10_000
+RETRY_AFTER_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +102,7 @@ class Subscription:
                 log.exception("subscription callback failed on %s", change)
 
     def _initial(self, resp: QueryResp) -> None:
-        if resp.error is not None:
-            self.error = resp.error
-            log.warning("live query on %s refused: %s", self.map_name, resp.error)
+        self.error = None
         rows = dict(resp.results)
         first = not self._ready.is_set()
         for key in [k for k in self.results if k not in rows]:
@@ -115,9 +116,13 @@ class Subscription:
 class Subscriptions:
     """Every live query of one client, and their (re-)registration on connections."""
 
-    def __init__(self, usable: Callable[[], list[NodeConnection]]) -> None:
+    def __init__(
+        self, usable: Callable[[], list[NodeConnection]], clock: Callable[[], float]
+    ) -> None:
         self._usable = usable
+        self._clock = clock
         self._subs: dict[str, Subscription] = {}
+        self._retry_at: dict[str, float] = {}  # query id → when to register again
 
     def add(self, map_name: str, query: Query) -> Subscription:
         sub = Subscription(self, map_name, query, str(uuid.uuid4()))
@@ -127,6 +132,7 @@ class Subscriptions:
 
     def remove(self, sub: Subscription) -> None:
         self._subs.pop(sub.query_id, None)
+        self._retry_at.pop(sub.query_id, None)
         if sub.conn is not None:
             sub.conn.send(QueryUnsub(sub.query_id))
             sub.conn = None
@@ -141,10 +147,15 @@ class Subscriptions:
                 return
 
     def reregister(self) -> None:
-        """Register every live query that has no live connection (after a loss)."""
+        """Register every live query that has no live connection (after a loss, or
+        :data:`RETRY_AFTER_S` after an answer that was an error)."""
+        now = self._clock()
         for sub in list(self._subs.values()):
+            if self._retry_at.get(sub.query_id, 0.0) > now:
+                continue
             if sub.conn is None or not sub.conn.is_authenticated:
                 sub.conn = None
+                self._retry_at.pop(sub.query_id, None)
                 self._register(sub)
 
     def on_connection_lost(self, conn: NodeConnection) -> None:
@@ -157,7 +168,17 @@ class Subscriptions:
         sub = self._subs.get(resp.query_id)
         if sub is None:
             return False
-        sub._initial(resp)
+        if resp.error is None:
+            sub._initial(resp)
+            return True
+        # no complete answer (say, a node of the cluster is failing): keep the rows, drop
+        # this registration and register again a little later
+        sub.error = resp.error
+        log.info("live query on %s got no complete answer: %s", sub.map_name, resp.error)
+        if sub.conn is not None:
+            sub.conn.send(QueryUnsub(sub.query_id))
+            sub.conn = None
+        self._retry_at[sub.query_id] = self._clock() + RETRY_AFTER_S
         return True
 
     def on_update(self, update: QueryUpdate) -> None:

@@ -106,20 +106,27 @@ class QueryService:
         return top.rows()
 
     async def run_page(self, map_name: str, query: Query) -> paging.Page:
-        """One page of the answer, gathered from every owner; raises :class:`QueryFailed`
-        when any part is missing (a short answer would look complete)."""
+        """One page of the answer, gathered from every owner of the table (each on the same
+        table version); raises :class:`QueryFailed` when any part is missing (a short answer
+        would look complete)."""
         now = self.ctx.config.clock_ms()
         position = paging.decode_cursor(query, now)
         if not position.usable:
             return paging.Page([], False, None, position.status)
-        m = self.membership
-        links = [link for n in list(m.links) if (link := m.link_for(n)) is not None]
+        t = self.table_of()
+        links: list[PeerLink] = []
+        for owner in sorted(set(t.owners) - {self.ctx.node_id}) if t is not None else ():
+            link = self.membership.link_for(owner)
+            if link is None:
+                raise QueryFailed(f"owner {owner} is not reachable")
+            links.append(link)
         wire_query = query.to_wire()
         wire_query.pop("cursor", None)
         after = None if position.after is None else query.cursor
+        version = t.version if t is not None else 0
 
         async def ask(link: PeerLink) -> list[tuple[str, LWWRecord]]:
-            msg = {"t": "QEXEC", "mapName": map_name, "query": wire_query}
+            msg = {"t": "QEXEC", "mapName": map_name, "query": wire_query, "version": version}
             if after is not None:
                 msg["query"] = {**wire_query, "cursor": after}
             try:
@@ -153,6 +160,12 @@ class QueryService:
             position = paging.decode_cursor(query, self.ctx.config.clock_ms())
             if not position.usable:
                 raise ProtocolError(f"cursor {position.status}")
+            t = self.table_of()
+            mine = t.version if t is not None else 0
+            if msg.get("version", mine) != mine:
+                raise ProtocolError(
+                    f"partition table changing (v{msg.get('version')} asked, v{mine} here)"
+                )
             rows = await self.local_part(name, query, position.after)
             wire = [[k, r.to_wire()] for k, r in rows]
             await link.reply(msg, {"t": "QRESP", "rows": wire})
