@@ -7,9 +7,17 @@ from typing import Any
 
 from topgun import ClusterConfig, MemoryStorage, TopGunClient
 from topgun.client.merkle_sync import RETRY_AFTER_S
+from topgun.client.subscriptions import RETRY_AFTER_S as SUB_RETRY_S
 from topgun.core.hlc import Timestamp
 from topgun.core.merkle import DEPTH, MerkleTree
-from topgun.core.messages import ErrorMessage, Message, QueryResp, QuerySub, QueryUpdate
+from topgun.core.messages import (
+    ErrorMessage,
+    Message,
+    QueryResp,
+    QuerySub,
+    QueryUnsub,
+    QueryUpdate,
+)
 from topgun.core.records import LWWRecord
 from topgun.core.sync_messages import (
     MerkleReqBucket,
@@ -162,6 +170,17 @@ def test_subscription_follows_updates_and_replaces_results_after_failover() -> N
         assert sub.results == {"o3": {"status": "open"}}
         assert changes == [("ENTER", "o1"), ("ENTER", "o2"), ("LEAVE", "o1"), ("LEAVE", "o2"),
                            ("ENTER", "o3")]  # fmt: skip
+        # an answer that is an error keeps the rows and registers again a second later
+        now = [0.0]
+        c._subs._clock = lambda: now[0]
+        c.on_message(other, QueryResp(qsub.query_id, (), False, "query failed: x"))  # type: ignore[arg-type]
+        assert sub.results == {"o3": {"status": "open"}} and sub.conn is None
+        assert isinstance(other.sent[-1], QueryUnsub)
+        c._subs.reregister()
+        assert sub.conn is None
+        now[0] = SUB_RETRY_S
+        c._subs.reregister()
+        assert sub.conn is not None and isinstance(sub.conn.sent[-1], QuerySub)
         seen = []
         sub.close()
         async for change in sub:
