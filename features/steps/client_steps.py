@@ -16,7 +16,7 @@ from hamcrest import (
     none,
 )
 
-from topgun.client.errors import AuthError
+from topgun.client.errors import AuthError, QueryError
 from topgun.core.hashing import partition_id
 from topgun.harness import eventually
 from topgun.harness.client_driver import ClientDriver
@@ -283,7 +283,10 @@ def read_back_from_cluster(context, key, map_name, value, secs):
     driver = context.world.client
 
     def read_back():
-        got = driver.read_from_cluster(map_name, key, context.world.limit(secs))
+        try:
+            got = driver.read_from_cluster(map_name, key, context.world.limit(secs))
+        except QueryError as exc:  # no complete answer yet (a node failing): not yet
+            raise AssertionError(f"no complete answer: {exc}") from exc
         assert_that(got, equal_to(value), f"the cluster's answer for {key!r}")
 
     eventually(read_back, context.world.limit(secs), f"reading {key!r} back")

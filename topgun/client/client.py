@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from topgun.client.breaker import CircuitBreakers
@@ -24,16 +24,17 @@ from topgun.client.errors import (
     ConfigError,
     FlushTimeout,
     NotConnectedError,
-    QueryError,
-    QueryTimeout,
     StartTimeout,
     WriteRejected,
 )
 from topgun.client.events import ClusterEvent, EventKind, Listener
 from topgun.client.maps import TopGunMap
+from topgun.client.merkle_sync import MerkleSync
 from topgun.client.pool_state import ConnState, plan_reconcile
+from topgun.client.queries import OneShotQueries, iter_pages, require_connection
 from topgun.client.router import PartitionRouter
 from topgun.client.storage import MemoryStorage, Storage
+from topgun.client.subscriptions import ChangeCallback, Subscription, Subscriptions
 from topgun.client.sync_engine import SyncEngine
 from topgun.core.errors import ClockSkewError, ProtocolError
 from topgun.core.hlc import HLC, Timestamp
@@ -47,8 +48,7 @@ from topgun.core.messages import (
     PartitionMapRequest,
     Query,
     QueryResp,
-    QuerySub,
-    QueryUnsub,
+    QueryUpdate,
     ServerBatchEvent,
     ShutdownPending,
 )
@@ -57,6 +57,7 @@ from topgun.core.table import PartitionTable
 log = logging.getLogger(__name__)
 
 SINGLE_CONN_ID = "server"
+SYNC_TIMEOUT_S = 10.0
 TABLE_REQUEST_MIN_INTERVAL_S = 0.05
 MAX_LOOP_WAIT_S = 0.5
 
@@ -116,7 +117,7 @@ class TopGunClient:
         self._conns: dict[str, NodeConnection] = {}
         self._seed_ids: set[str] = set()
         self._maps: dict[str, TopGunMap] = {}
-        self._queries: dict[str, tuple[asyncio.Future[QueryResp], NodeConnection, str]] = {}
+        self._oneshot = OneShotQueries()
         self._started = False
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -127,12 +128,23 @@ class TopGunClient:
         self._table_request_due = False
         self._last_stale_check = 0.0
         self._listeners: list[Listener] = []
+        self._msync = MerkleSync(
+            lambda: self._maps, self._storage, timeout_s=SYNC_TIMEOUT_S, clock=self._mono
+        )
+        self._subs = Subscriptions(
+            lambda: [self._conns[i] for i in self.usable_nodes()], self._mono
+        )
 
     # --- configuration -------------------------------------------------------------------
 
     @property
     def config(self) -> ClusterConfig:
         return self._config
+
+    @property
+    def storage(self) -> Storage:
+        """The local store (records, op log): hand it to a later client to resume offline."""
+        return self._storage
 
     def set_auth_token(self, token: str) -> None:
         """Use ``token`` on every pooled connection (each authenticates itself)."""
@@ -208,12 +220,11 @@ class TopGunClient:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._task, 2.0)
+        self._subs.close()
+        await self._msync.close()
         conns = list(self._conns.values())
         await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
-        for future, _, _ in self._queries.values():
-            if not future.done():
-                future.set_exception(ClientClosedError("the client was closed"))
-        self._queries.clear()
+        self._oneshot.close()
         with contextlib.suppress(Exception):
             self._storage.close()
 
@@ -239,8 +250,36 @@ class TopGunClient:
                 wall_ms=self._wall,
                 on_write=self._kick_sync,
             )
+            handle.subscribe_hook = self.subscribe
             self._maps[name] = handle
+            usable = self.usable_nodes() if self._started and not self._closed else []
+            if usable:  # a map opened after start catches up at once
+                self._msync.sync_map(self._conns[usable[0]], name)
         return handle
+
+    def subscribe(
+        self,
+        map_name: str,
+        where: dict[str, Any] | None = None,
+        *,
+        predicate: dict[str, Any] | None = None,
+        on_change: ChangeCallback | None = None,
+    ) -> Subscription:
+        """A live query (``QUERY_SUB``): ``sub.results`` stays current, ``on_change`` (and
+        ``async for change in sub``) see every change, and it is registered again after a
+        failover. While it lives, other clients' writes to the map also merge into
+        ``get_map(map_name)``. ``sub.close()`` ends it."""
+        if self._closed:
+            raise ClientClosedError("this client was closed")
+        self.get_map(map_name)
+        sub = self._subs.add(map_name, Query(where, predicate))
+        if on_change is not None:
+            sub.callbacks.append(on_change)
+        return sub
+
+    def sync_runs(self, map_name: str) -> int:
+        """Completed Merkle syncs of ``map_name`` (one per start/reconnect, at least)."""
+        return self._msync.completed.get(map_name, 0)
 
     def sync_now(self) -> int:
         """Route and send every pending op now, without waiting for acks; returns the number
@@ -310,37 +349,39 @@ class TopGunClient:
         predicate: dict[str, Any] | None = None,
         sort: dict[str, str] | None = None,
         limit: int | None = None,
+        page_size: int | None = None,
         timeout: float = 5.0,  # noqa: ASYNC109
     ) -> dict[str, Any]:
-        """Ask the cluster (QUERY_SUB → QUERY_RESP, then QUERY_UNSUB); returns key → value in
-        the server's order."""
-        if self._closed:
-            raise ClientClosedError("this client was closed")
-        usable = self.usable_nodes()
-        if not usable:
-            raise NotConnectedError(
-                "no authenticated connection to query: await client.start() and check the "
-                f"servers (connections: {self.get_connection_states()})"
+        """Every matching row (up to ``limit``), key → value in the server's order, read
+        page by page with cursors; ``timeout`` applies to each page."""
+        rows = self.iter_query(
+            map_name, where, predicate=predicate, sort=sort, limit=limit,
+            page_size=page_size, timeout=timeout,
+        )  # fmt: skip
+        return {key: value async for key, value in rows}
+
+    def iter_query(
+        self,
+        map_name: str,
+        where: dict[str, Any] | None = None,
+        *,
+        predicate: dict[str, Any] | None = None,
+        sort: dict[str, str] | None = None,
+        limit: int | None = None,
+        page_size: int | None = None,
+        timeout: float = 5.0,
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """The matching rows as an async iterator, one page (``QUERY_SUB`` with ``limit``
+        and the previous page's ``nextCursor``) fetched at a time."""
+
+        async def page(query: Query) -> QueryResp:
+            conn_id = require_connection(
+                self.usable_nodes(), self._closed, self.get_connection_states
             )
-        conn = self._conns[usable[0]]
-        query_id = str(uuid.uuid4())
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[QueryResp] = loop.create_future()
-        self._queries[query_id] = (future, conn, map_name)
-        try:
-            conn.send(QuerySub(query_id, map_name, Query(where, predicate, sort, limit)))
-            try:
-                resp = await asyncio.wait_for(future, timeout)
-            except TimeoutError:
-                raise QueryTimeout(
-                    f"no answer to the query on {map_name!r} from {conn.id} within {timeout:g}s"
-                ) from None
-        finally:
-            self._queries.pop(query_id, None)
-            conn.send(QueryUnsub(query_id))
-        if resp.error:
-            raise QueryError(f"query on {map_name!r} failed on the server: {resp.error}")
-        return dict(resp.results)
+            return await self._oneshot.page(self._conns[conn_id], map_name, query, timeout)
+
+        query = Query(where, predicate, sort, limit)
+        return iter_pages(page, map_name, query, page_size)
 
     # --- observability -------------------------------------------------------------------
 
@@ -476,6 +517,8 @@ class TopGunClient:
             return
         self._breakers.record_success(conn.id)
         self._engine.on_authenticated()
+        self._msync.sync_all(conn)
+        self._subs.reregister()
         if self._router is not None:
             self._router.count_map_refresh()
             conn.send(PartitionMapRequest(self._router.version))
@@ -487,11 +530,8 @@ class TopGunClient:
         if not self._live(conn):
             return
         self._breakers.record_failure(conn.id)
-        self._engine.on_connection_lost(conn)
-        for query_id, (future, qconn, _) in list(self._queries.items()):
-            if qconn is conn and not future.done():
-                future.set_exception(NotConnectedError(f"{reason} while querying"))
-                self._queries.pop(query_id, None)
+        self._lost(conn)
+        self._oneshot.on_lost(conn, reason)
         if was_authenticated:
             log.info("connection %s lost: %s", conn.id, reason)
             self._emit(EventKind.NODE_LOST, conn.id)
@@ -503,8 +543,13 @@ class TopGunClient:
         log.warning("%s refused the auth token: %s", conn.url, error)
         self._signal()
 
+    def _lost(self, conn: NodeConnection) -> None:
+        self._engine.on_connection_lost(conn)
+        self._msync.on_connection_lost(conn)
+        self._subs.on_connection_lost(conn)
+
     def on_message(self, conn: NodeConnection, message: Message) -> None:
-        if not self._live(conn):
+        if not self._live(conn) or self._msync.on_message(conn, message):
             return
         if isinstance(message, OpAck):
             self._engine.on_ack(conn, message)
@@ -517,9 +562,10 @@ class TopGunClient:
         elif isinstance(message, PartitionMap):
             self._on_table(message.table)
         elif isinstance(message, QueryResp):
-            entry = self._queries.get(message.query_id)
-            if entry is not None and not entry[0].done():
-                entry[0].set_result(message)
+            if not self._oneshot.on_resp(message):
+                self._subs.on_resp(message)
+        elif isinstance(message, QueryUpdate):
+            self._subs.on_update(message)
         elif isinstance(message, ServerBatchEvent):
             self._on_events(message)
         elif isinstance(message, ErrorMessage):
@@ -537,7 +583,7 @@ class TopGunClient:
             self._rename(seed_id, node_id)
         for node_id in plan.removes:
             conn = self._conns.pop(node_id)
-            self._engine.on_connection_lost(conn)
+            self._lost(conn)
             asyncio.get_running_loop().create_task(conn.close())
         for node_id, url in plan.adds:
             self._add_connection(node_id, url)
@@ -586,12 +632,7 @@ class TopGunClient:
 
     def _on_error(self, conn: NodeConnection, message: ErrorMessage) -> None:
         log.warning("server error %s from %s: %s", message.code, conn.id, message.message)
-        for query_id, (future, qconn, map_name) in list(self._queries.items()):
-            if qconn is conn and map_name in message.message and not future.done():
-                future.set_exception(
-                    QueryError(f"query on {map_name!r} refused: {message.code} {message.message}")
-                )
-                self._queries.pop(query_id, None)
+        self._oneshot.on_error(conn, message)
 
     # --- background ----------------------------------------------------------------------
 
@@ -610,7 +651,9 @@ class TopGunClient:
         assert self._kick is not None
         while not self._closed:
             now = self._mono()
-            wake = self._engine.next_wakeup()
+            due = (self._engine.next_wakeup(), self._msync.next_retry())
+            wakes = [w for w in due if w is not None]
+            wake = min(wakes) if wakes else None
             wait = MAX_LOOP_WAIT_S if wake is None else max(0.0, min(MAX_LOOP_WAIT_S, wake - now))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), wait)
@@ -632,3 +675,7 @@ class TopGunClient:
         if self._engine.tick():
             self._signal()
         self._engine.sync()
+        usable = self.usable_nodes()
+        if usable:
+            self._msync.retry_failed(self._conns[usable[0]])
+            self._subs.reregister()

@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from topgun.core.errors import ClockSkewError, ProtocolError
 from topgun.core.hlc import HLC
+from topgun.core.merkle import MerkleTree
 from topgun.core.messages import OP_PUT, OP_REMOVE
 from topgun.core.records import LWWMap, LWWRecord
 
 if TYPE_CHECKING:
     from topgun.client.storage import Storage
+    from topgun.client.subscriptions import ChangeCallback, Subscription
     from topgun.client.sync_engine import SyncEngine
 
 
@@ -36,6 +38,9 @@ class TopGunMap:
         self._wall_ms = wall_ms
         self._on_write = on_write
         self._map = LWWMap()
+        self.tree = MerkleTree()
+        """The §2.9 tree of every local record, kept current: what Merkle sync compares."""
+        self.subscribe_hook: Callable[..., Subscription] | None = None
         for key, raw in storage.records(name):
             try:
                 self.merge(key, LWWRecord.from_wire(raw), persist=False)
@@ -46,6 +51,7 @@ class TopGunMap:
         """Write ``value`` (not None: use ``remove``) under ``key``; returns the record."""
         self._check_key(key)
         record = self._map.set(key, value, self._hlc, ttl_ms)
+        self.tree.update(key, record.timestamp)
         self._write(key, OP_PUT, record)
         return record
 
@@ -53,6 +59,7 @@ class TopGunMap:
         """Remove ``key`` (an LWW tombstone, replicated like any write)."""
         self._check_key(key)
         record = self._map.remove(key, self._hlc)
+        self.tree.update(key, record.timestamp)
         self._write(key, OP_REMOVE, record)
         return record
 
@@ -82,9 +89,35 @@ class TopGunMap:
         except ClockSkewError:
             return False  # a timestamp far in the future would freeze the key: refuse it
         accepted = self._map.merge(key, record)
-        if accepted and persist:
-            self._storage.put_record(self.name, key, record.to_wire())
+        if accepted:
+            self.tree.update(key, record.timestamp)
+            if persist:
+                self._storage.put_record(self.name, key, record.to_wire())
         return accepted
+
+    def reset(self) -> None:
+        """Forget every record the server will send again (``SYNC_RESET_REQUIRED``: the
+        last sync is older than the server's tombstone GC age). Keys with writes not yet
+        acknowledged keep their local record, so the write stays visible until it is."""
+        keep = self._engine.pending_keys(self.name)
+        old = self._map
+        self._map, self.tree = LWWMap(), MerkleTree()
+        for key, rec in old.items():
+            if key in keep:
+                self._map.merge(key, rec)
+                self.tree.update(key, rec.timestamp)
+
+    def subscribe(
+        self,
+        where: dict[str, Any] | None = None,
+        *,
+        predicate: dict[str, Any] | None = None,
+        on_change: ChangeCallback | None = None,
+    ) -> Subscription:
+        """A live query on this map (see :meth:`TopGunClient.subscribe`)."""
+        if self.subscribe_hook is None:
+            raise RuntimeError("this map handle is not attached to a client")
+        return self.subscribe_hook(self.name, where, predicate=predicate, on_change=on_change)
 
     def _write(self, key: str, op_type: str, record: LWWRecord) -> None:
         self._storage.put_record(self.name, key, record.to_wire())

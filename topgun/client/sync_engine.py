@@ -184,6 +184,10 @@ class SyncEngine:
     def pending_ids(self) -> list[int]:
         return list(self._ops)
 
+    def pending_keys(self, map_name: str) -> set[str]:
+        """Keys of ``map_name`` with a write not yet acknowledged."""
+        return {op.key for op in self._ops.values() if op.map_name == map_name}
+
     def in_flight_count(self) -> int:
         return sum(1 for op in self._ops.values() if op.batch is not None)
 

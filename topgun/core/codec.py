@@ -17,6 +17,7 @@ import msgpack
 
 from topgun.core.errors import ProtocolError
 from topgun.core.messages import Message, message_from_wire
+from topgun.core.sync_messages import SYNC_TYPES  # noqa: F401  (registers the sync types)
 
 BATCH_TYPE = "BATCH"
 MAX_BATCH_DEPTH = 4

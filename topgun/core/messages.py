@@ -23,6 +23,8 @@ MAX_KEY_LENGTH = 4096
 MAX_MAP_NAME_LENGTH = 256
 MAX_ID_LENGTH = 128
 MAX_TOKEN_LENGTH = 16384
+MAX_CURSOR_LENGTH = 8192
+CURSOR_STATUSES = frozenset({"valid", "expired", "invalid", "none"})
 
 OP_PUT = "PUT"
 OP_REMOVE = "REMOVE"
@@ -35,13 +37,12 @@ NOT_OWNER = "NOT_OWNER"
 # with an explicit "not supported" error instead of treating them as garbage.
 UNSUPPORTED_TYPES = frozenset(
     {
-        "SYNC_INIT", "MERKLE_REQ_BUCKET", "ORMAP_SYNC_INIT", "ORMAP_MERKLE_REQ_BUCKET",
+        "ORMAP_SYNC_INIT", "ORMAP_MERKLE_REQ_BUCKET",
         "ORMAP_DIFF_REQUEST", "ORMAP_PUSH_DIFF", "LOCK_REQUEST", "LOCK_RELEASE", "TOPIC_SUB",
         "TOPIC_UNSUB", "TOPIC_PUB", "COUNTER_REQUEST", "COUNTER_SYNC", "ENTRY_PROCESS",
         "ENTRY_PROCESS_BATCH", "REGISTER_RESOLVER", "UNREGISTER_RESOLVER", "LIST_RESOLVERS",
         "SEARCH", "SEARCH_SUB", "SEARCH_UNSUB", "JOURNAL_SUBSCRIBE", "JOURNAL_UNSUBSCRIBE",
-        "JOURNAL_READ", "SYNC_RESP_ROOT", "SYNC_RESP_BUCKETS", "SYNC_RESP_LEAF",
-        "SYNC_RESET_REQUIRED", "GC_PRUNE", "TOPIC_MESSAGE", "LOCK_GRANTED", "LOCK_RELEASED",
+        "JOURNAL_READ", "GC_PRUNE", "TOPIC_MESSAGE", "LOCK_GRANTED", "LOCK_RELEASED",
         "MERGE_REJECTED", "PARTITION_MAP_DELTA",
     }
 )  # fmt: skip
@@ -605,12 +606,14 @@ class PartitionMap(Message):
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """What ``QUERY_SUB`` asks for: field equality (``where``), optional sort and limit."""
+    """What ``QUERY_SUB`` asks for: field equality (``where``), optional sort and limit,
+    and the ``cursor`` of a previous page's ``nextCursor``."""
 
     where: dict[str, Any] | None = None
     predicate: dict[str, Any] | None = None
     sort: dict[str, str] | None = None
     limit: int | None = None
+    cursor: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return _drop_none(
@@ -619,6 +622,7 @@ class Query:
                 "predicate": self.predicate,
                 "sort": self.sort,
                 "limit": self.limit,
+                "cursor": self.cursor,
             }
         )
 
@@ -637,6 +641,7 @@ class Query:
             _obj(obj, "predicate", optional=True),
             sort,
             None if limit == -1 else limit,
+            _str(obj, "cursor", MAX_CURSOR_LENGTH, optional=True),
         )
 
 
@@ -687,14 +692,20 @@ class QueryResp(Message):
     results: tuple[tuple[str, Any], ...]
     has_more: bool | None = None
     error: str | None = None
+    next_cursor: str | None = None
+    cursor_status: str | None = None  # 'valid' | 'expired' | 'invalid' | 'none'
 
     def to_wire(self) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "queryId": self.query_id,
             "results": [{"key": k, "value": v} for k, v in self.results],
         }
+        if self.next_cursor is not None:
+            payload["nextCursor"] = self.next_cursor
         if self.has_more is not None:
             payload["hasMore"] = self.has_more
+        if self.cursor_status is not None:
+            payload["cursorStatus"] = self.cursor_status
         if self.error is not None:
             payload["error"] = self.error
         return {"type": self.TYPE, "payload": payload}
@@ -708,11 +719,16 @@ class QueryResp(Message):
                 raise ProtocolError("query results must be objects {key, value}")
             results.append((_str(row, "key", MAX_KEY_LENGTH), row.get("value")))
         has_more = payload.get("hasMore")
+        status = _str(payload, "cursorStatus", 16, optional=True)
+        if status is not None and status not in CURSOR_STATUSES:
+            raise ProtocolError(f"unknown cursorStatus {status!r}")
         return cls(
             _str(payload, "queryId", MAX_ID_LENGTH),
             tuple(results),
             has_more if isinstance(has_more, bool) else None,
             _str(payload, "error", 4096, optional=True),
+            _str(payload, "nextCursor", MAX_CURSOR_LENGTH, optional=True),
+            status,
         )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from topgun.client import ClusterConfig, ClusterEvent, EventKind, MemoryStorage, TopGunClient
+from topgun.client.storage import Storage
 from topgun.core.table import PartitionTable
 from topgun.harness.loop import LoopThread
 from topgun.harness.waiting import WaitTimeout, eventually
@@ -36,10 +37,16 @@ class ClientDriver:
 
     @classmethod
     def for_cluster(
-        cls, loop: LoopThread, seeds: list[str], token: str, **options: Any
+        cls,
+        loop: LoopThread,
+        seeds: list[str],
+        token: str,
+        storage: Storage | None = None,
+        **options: Any,
     ) -> ClientDriver:
+        """``storage``: the local store of an earlier client (the same device again)."""
         client = TopGunClient(
-            cluster=ClusterConfig(seeds=seeds, **options), storage=MemoryStorage()
+            cluster=ClusterConfig(seeds=seeds, **options), storage=storage or MemoryStorage()
         )
         client.set_auth_token(token)
         return cls(loop, client)
@@ -70,6 +77,9 @@ class ClientDriver:
 
     def write(self, map_name: str, key: str, value: Any) -> None:
         self.loop.call(lambda: self.client.get_map(map_name).set(key, value))
+
+    def remove(self, map_name: str, key: str) -> None:
+        self.loop.call(lambda: self.client.get_map(map_name).remove(key))
 
     def write_as_node_departs(
         self,
@@ -122,6 +132,30 @@ class ClientDriver:
 
     def read_local(self, map_name: str, key: str) -> Any:
         return self.loop.call(lambda: self.client.get_map(map_name).get(key))
+
+    def local_entries(self, map_name: str) -> dict[str, Any]:
+        return dict(self.loop.call(lambda: self.client.get_map(map_name).entries()))
+
+    @property
+    def storage(self) -> Storage:
+        return self.client.storage
+
+    def subscribe(self, map_name: str, where: dict[str, Any] | None, within: float) -> Any:
+        """A live query; waits for its first answer. Returns the subscription."""
+        sub = self.loop.call(lambda: self.client.subscribe(map_name, where))
+        self.loop.run(sub.ready(within), within + CALL_TIMEOUT_S)
+        return sub
+
+    def subscription_results(self, sub: Any) -> dict[str, Any]:
+        return dict(self.loop.call(lambda: dict(sub.results)))
+
+    def query_all(self, map_name: str, page_size: int, within: float) -> dict[str, Any]:
+        return dict(
+            self.loop.run(
+                self.client.query(map_name, page_size=page_size, timeout=within),
+                within + CALL_TIMEOUT_S,
+            )
+        )
 
     def flush(self, within: float) -> None:
         self.loop.run(self.client.flush(timeout=within), within + CALL_TIMEOUT_S)

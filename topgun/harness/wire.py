@@ -1,6 +1,11 @@
-"""A plain websockets + msgpack client of the TopGun protocol, as an outside user (or an
-attacker) would write one: for integration tests, the security feature and the hostile-input
-run. It trusts nothing and assumes nothing about what the server sends."""
+"""A plain websockets + msgpack client of the TopGun protocol (no topgun client code), as an
+outside implementation such as the reference TypeScript client, or an attacker, would speak to
+a node: for integration tests, the protocol and security features and the hostile-input run.
+It trusts nothing and assumes nothing about what the server sends.
+
+:class:`WireClient` is the asyncio object; :class:`WireDriver` drives one from synchronous
+test code on the harness loop. Every wait is bounded.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,10 @@ from websockets.protocol import State
 
 from topgun.core.codec import decode_frame, pack
 from topgun.core.errors import ProtocolError
+from topgun.core.merkle import DEPTH
+from topgun.harness.loop import LoopThread
+
+CALL_MARGIN_S = 5.0
 
 
 class WireClient:
@@ -37,6 +46,8 @@ class WireClient:
         await self.ws.send(pack(msg))
 
     async def recv(self, *types: str, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
+        """The first message (of one of ``types``, if given) already received or arriving
+        within ``timeout``; others stay in the inbox. BATCH envelopes are unwrapped."""
         deadline = time.monotonic() + timeout
         while True:
             for i, m in enumerate(self.inbox):
@@ -60,6 +71,31 @@ class WireClient:
         payload: dict[str, Any] = (await self.recv("OP_ACK", timeout=timeout))["payload"]
         return payload
 
+    async def query(self, query_id: str, map_name: str, query: dict[str, Any]) -> dict[str, Any]:
+        """One ``QUERY_SUB`` → ``QUERY_RESP`` (payload), then ``QUERY_UNSUB``."""
+        payload = {"queryId": query_id, "mapName": map_name, "query": query}
+        await self.send({"type": "QUERY_SUB", "payload": payload})
+        resp: dict[str, Any] = (await self.recv("QUERY_RESP"))["payload"]
+        await self.send({"type": "QUERY_UNSUB", "payload": {"queryId": query_id}})
+        return resp
+
+    async def sync_root(self, map_name: str) -> int:
+        await self.send({"type": "SYNC_INIT", "mapName": map_name, "lastSyncTimestamp": 0})
+        return int((await self.recv("SYNC_RESP_ROOT"))["payload"]["rootHash"])
+
+    async def walk(self, map_name: str, path: str = "") -> dict[str, dict[str, Any]]:
+        """Every record under ``path``, by walking MERKLE_REQ_BUCKET down to the leaves."""
+        msg = {"type": "MERKLE_REQ_BUCKET", "payload": {"mapName": map_name, "path": path}}
+        await self.send(msg)
+        if len(path) == DEPTH:
+            leaf = (await self.recv("SYNC_RESP_LEAF"))["payload"]
+            return {item["key"]: item["record"] for item in leaf["records"]}
+        buckets = (await self.recv("SYNC_RESP_BUCKETS"))["payload"]["buckets"]
+        out: dict[str, dict[str, Any]] = {}
+        for digit in sorted(buckets):
+            out.update(await self.walk(map_name, path + digit))
+        return out
+
     async def close(self) -> None:
         if self.ws.state is not State.CLOSED:  # closing a failed socket again fails oddly
             await self.ws.close()
@@ -73,3 +109,33 @@ class WireClient:
                     await self.ws.recv()
         except ConnectionClosed as exc:
             return exc.rcvd.code if exc.rcvd is not None else None
+
+
+class WireDriver:
+    """A :class:`WireClient` on the harness loop, called from synchronous steps."""
+
+    def __init__(self, loop: LoopThread, client: WireClient) -> None:
+        self.loop = loop
+        self.client = client
+
+    @classmethod
+    def open(cls, loop: LoopThread, url: str, token: str) -> WireDriver:
+        return cls(loop, loop.run(WireClient.open(url, token), 10.0))
+
+    def send(self, msg: dict[str, Any]) -> None:
+        self.loop.run(self.client.send(msg), CALL_MARGIN_S)
+
+    def recv(self, *types: str, within: float) -> dict[str, Any]:
+        return self.loop.run(self.client.recv(*types, timeout=within), within + CALL_MARGIN_S)
+
+    def query(self, query_id: str, map_name: str, query: dict[str, Any]) -> dict[str, Any]:
+        return self.loop.run(self.client.query(query_id, map_name, query), 2 * CALL_MARGIN_S)
+
+    def sync_root(self, map_name: str) -> int:
+        return self.loop.run(self.client.sync_root(map_name), 2 * CALL_MARGIN_S)
+
+    def walk(self, map_name: str, within: float) -> dict[str, dict[str, Any]]:
+        return self.loop.run(self.client.walk(map_name), within + CALL_MARGIN_S)
+
+    def close(self) -> None:
+        self.loop.run(self.client.close(), CALL_MARGIN_S)

@@ -31,6 +31,7 @@ from topgun.harness.external import ExternalCluster, NodeCommands
 from topgun.harness.hosts import HostCluster
 from topgun.harness.loop import LoopThread
 from topgun.harness.netns import unavailable_reason
+from topgun.harness.wire import WireDriver
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class World:
     """``-D soak_seconds=N``: how long fault loops run, instead of each scenario's own."""
     clusters: list[ClusterController] = field(default_factory=list)
     clients: list[ClientDriver] = field(default_factory=list)
+    wire_clients: list[WireDriver] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
     last_write: LastWrite | None = None
     timeline: Timeline = field(default_factory=Timeline)
@@ -188,6 +190,12 @@ class World:
         return driver
 
     def close(self) -> None:
+        for wire in self.wire_clients:
+            try:
+                wire.close()
+            except Exception:
+                log.exception("could not close a raw protocol client")
+        self.wire_clients.clear()
         for driver in reversed(self.clients):
             try:
                 driver.close()

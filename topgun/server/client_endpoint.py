@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,6 +30,7 @@ from websockets.exceptions import ConnectionClosed
 
 from topgun.core.codec import decode_frame, encode
 from topgun.core.errors import ProtocolError
+from topgun.core.merkle import DEPTH
 from topgun.core.messages import (
     Auth,
     AuthAck,
@@ -51,15 +54,30 @@ from topgun.core.messages import (
     QuerySub,
     QueryUnsub,
     QueryUpdate,
+    ServerBatchEvent,
+    ServerEventPayload,
     ShutdownPending,
     Unsupported,
 )
 from topgun.core.policy import EVERYTHING, FieldView
+from topgun.core.records import LWWRecord
+from topgun.core.sync_messages import (
+    MerkleReqBucket,
+    ServerEvent,
+    SyncInit,
+    SyncResetRequired,
+    SyncRespBuckets,
+    SyncRespLeaf,
+    SyncRespRoot,
+)
 from topgun.core.table import PartitionTable
 from topgun.server import query as q
+from topgun.server import scope
 from topgun.server.auth import PUT, READ, REMOVE, AuthError, Principal, authorize, field_view
 from topgun.server.auth_gate import AuthGate
 from topgun.server.operations import Outcome
+from topgun.server.queries import Origin, QueryFailed
+from topgun.server.sync import SyncUnavailable
 
 if TYPE_CHECKING:
     from topgun.server.facade import NodeFacade
@@ -70,6 +88,16 @@ CLOSE_TOO_BIG = 1009
 CLOSE_OVERLOADED = 1013
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_IDLE = 4002
+UNAVAILABLE = 503
+SYNC_UNAVAILABLE = "SYNC_UNAVAILABLE"
+_session_ids = itertools.count(1)
+
+
+def _sync_unavailable(map_name: str, exc: Exception) -> ErrorMessage:
+    """No complete sync answer now: ``ERROR 503`` naming the map, so the client retries."""
+    details = {"code": SYNC_UNAVAILABLE, "mapName": map_name}
+    return ErrorMessage(UNAVAILABLE, f"sync of {map_name}: {exc}", details)
+
 
 FORBIDDEN = "FORBIDDEN"
 REJECT_CODES = {FORBIDDEN: 403, "INVALID_OP": 400}
@@ -95,6 +123,13 @@ def _query_fields(query: Query) -> set[str]:
     return {str(n) for n in names}
 
 
+def _seen(rec: LWWRecord, view: FieldView) -> LWWRecord:
+    """A record as a reader with ``view`` may see it (allowedFields trim object values)."""
+    if view.fields is None or rec.value is None:
+        return rec
+    return dataclasses.replace(rec, value=view.apply(rec.value))
+
+
 @dataclass
 class LiveQuery:
     sub: QuerySub
@@ -110,6 +145,7 @@ class ClientSession:
         self.principal: Principal | None = None
         self.last_activity = time.monotonic()
         self.subscriptions: dict[str, LiveQuery] = {}
+        self.session_id = str(next(_session_ids))
         self._closing = False
         self._announced = False
         self._bytes_before_auth = 0
@@ -220,10 +256,14 @@ class ClientSession:
                 self.node.remove_interest(live.sub.map_name)
             self.subscriptions.clear()
 
-    def on_changes(self, changed: list[tuple[str, str, Any]], now_ms: int) -> None:
-        """QUERY_UPDATE for every live query whose result a changed record enters/leaves."""
+    def on_changes(
+        self, changed: list[tuple[str, str, Any]], now_ms: int, origin: Origin | None
+    ) -> None:
+        """QUERY_UPDATE for every live query whose result a changed record enters/leaves,
+        and the change events (§2.7) for every watched map, unless this client wrote them."""
         if not self.subscriptions or self._closing:
             return
+        self._send_events(changed, origin)
         for live in list(self.subscriptions.values()):
             name, query = live.sub.map_name, live.sub.query
             for map_name, key, rec in changed:
@@ -240,6 +280,28 @@ class ClientSession:
                     continue
                 msg = QueryUpdate(live.sub.query_id, key, value, kind)
                 self.node.spawn(self.send(msg))
+
+    def _send_events(self, changed: list[tuple[str, str, Any]], origin: Origin | None) -> None:
+        if origin is not None and (origin.node_id, origin.session_id) == (
+            self.node.config.node_id,
+            self.session_id,
+        ):
+            return
+        watched = {live.sub.map_name for live in self.subscriptions.values()}
+        views = {m: field_view(self.principal, m) for m in watched if self._may_read(m)}
+        events = tuple(
+            ServerEventPayload(
+                name, key, "PUT" if rec.value is not None else "REMOVE", _seen(rec, views[name])
+            )
+            for name, key, rec in changed
+            if name in views
+        )
+        if not events:
+            return
+        ts = self.node.hlc.now().to_wire()
+        single = origin is not None and origin.single and len(events) == 1
+        msg = ServerEvent(events, ts) if single else ServerBatchEvent(events, ts)
+        self.node.spawn(self.send(msg))
 
     async def _handle(self, item: Message | ProtocolError) -> bool:
         if isinstance(item, ProtocolError):
@@ -270,8 +332,16 @@ class ClientSession:
             live = self.subscriptions.pop(item.query_id, None)
             if live is not None:
                 self.node.remove_interest(live.sub.map_name)
+        elif isinstance(item, SyncInit):
+            await self._on_sync_init(item)
+        elif isinstance(item, MerkleReqBucket):
+            await self._on_bucket(item)
         elif isinstance(item, Unsupported):
-            await self.send(ErrorMessage(501, f"{item.msg_type} is not supported by this server"))
+            refusal = scope.refusal(item.msg_type)
+            if refusal is None:
+                await self.send(ErrorMessage(400, f"{item.msg_type} is not sent by clients"))
+            else:
+                await self.send(ErrorMessage(*refusal))
         else:
             await self.send(ErrorMessage(400, f"unexpected message type {item.TYPE} from a client"))
         return True
@@ -316,7 +386,8 @@ class ClientSession:
         if refused:
             self.node.metrics.ops_rejected.inc(refused)
         if allowed:
-            done = await self.node.execute([op for _, op in allowed])
+            origin = Origin(self.node.config.node_id, self.session_id, single)
+            done = await self.node.execute([op for _, op in allowed], origin=origin)
             for (i, _), o in zip(allowed, done, strict=True):
                 outcomes[i] = o
         final = [o if o is not None else Outcome(False, "INTERNAL") for o in outcomes]
@@ -368,10 +439,46 @@ class ClientSession:
         self.subscriptions[sub.query_id] = live
         self.node.add_interest(sub.map_name)
         try:
-            rows = await self.node.run_query(sub.map_name, sub.query)
-        except Exception as exc:
-            self.node.log.exception("query failed")
-            await self.send(QueryResp(sub.query_id, (), None, f"query failed: {exc}"))
+            page = await self.node.run_page(sub.map_name, sub.query)
+        except QueryFailed as exc:
+            self.node.log.info("query on %s failed: %s", sub.map_name, exc)
+            await self.send(QueryResp(sub.query_id, (), False, f"query failed: {exc}"))
             return
-        live.keys.update(k for k, _ in rows)
-        await self.send(QueryResp(sub.query_id, tuple((k, view.apply(v)) for k, v in rows)))
+        live.keys.update(k for k, _ in page.rows)
+        resp = QueryResp(
+            sub.query_id, tuple((k, view.apply(v)) for k, v in page.rows), page.has_more,
+            None, page.next_cursor, page.cursor_status,
+        )  # fmt: skip
+        await self.send(resp)
+
+    def _may_read(self, map_name: str) -> bool:
+        return authorize(self.principal, READ, map_name)
+
+    async def _on_sync_init(self, msg: SyncInit) -> None:
+        if not self._may_read(msg.map_name):
+            await self.send(ErrorMessage(403, f"Access Denied for map {msg.map_name}"))
+        elif self.node.sync_needs_reset(msg.last_sync_timestamp):
+            await self.send(SyncResetRequired(msg.map_name))
+        else:
+            try:
+                level = await self.node.sync_level(msg.map_name, "")
+            except SyncUnavailable as exc:
+                await self.send(_sync_unavailable(msg.map_name, exc))
+                return
+            await self.send(SyncRespRoot(msg.map_name, level.hash, self.node.hlc.now()))
+
+    async def _on_bucket(self, msg: MerkleReqBucket) -> None:
+        if not self._may_read(msg.map_name):
+            await self.send(ErrorMessage(403, f"Access Denied for map {msg.map_name}"))
+            return
+        try:
+            level = await self.node.sync_level(msg.map_name, msg.path)
+        except SyncUnavailable as exc:
+            await self.send(_sync_unavailable(msg.map_name, exc))
+            return
+        if len(msg.path) == DEPTH:
+            view = field_view(self.principal, msg.map_name)
+            records = tuple((k, _seen(r, view)) for k, r in level.records)
+            await self.send(SyncRespLeaf(msg.map_name, msg.path, records))
+        else:
+            await self.send(SyncRespBuckets(msg.map_name, msg.path, level.buckets))

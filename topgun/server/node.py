@@ -30,10 +30,12 @@ from topgun.server.context import NodeContext
 from topgun.server.http_routes import HttpRoutes
 from topgun.server.membership import Membership
 from topgun.server.operations import Operations, Outcome
+from topgun.server.paging import Page
 from topgun.server.partitions import PartitionService
 from topgun.server.peer_link import Member
-from topgun.server.queries import QueryService
+from topgun.server.queries import Origin, QueryService
 from topgun.server.replication import Replication
+from topgun.server.sync import Level, SyncService
 
 __all__ = ["Outcome", "ServerNode"]
 
@@ -56,7 +58,9 @@ class ServerNode:
         self.operations = Operations(
             ctx, self.membership, self.partitions, self.replication, self.queries
         )
+        self.sync = SyncService(ctx, self.membership)
         self.replication.table_of = self.queries.table_of = lambda: self.partitions.table
+        self.sync.table_of = lambda: self.partitions.table
         self.queries.listeners = lambda: self._sessions
         self.partitions.on_table.append(self._push_table)
         self.client_url = ""
@@ -237,11 +241,19 @@ class ServerNode:
             token, self._jwt_secret, policies=cfg.policies, require_exp=cfg.require_token_exp
         )
 
-    async def execute(self, ops: list[ClientOp], *, forwarded: bool = False) -> list[Outcome]:
-        return await self.operations.execute(ops, forwarded=forwarded)
+    async def execute(
+        self, ops: list[ClientOp], *, forwarded: bool = False, origin: Origin | None = None
+    ) -> list[Outcome]:
+        return await self.operations.execute(ops, forwarded=forwarded, origin=origin)
 
-    async def run_query(self, map_name: str, query: Query) -> list[tuple[str, Any]]:
-        return await self.queries.run_query(map_name, query)
+    async def run_page(self, map_name: str, query: Query) -> Page:
+        return await self.queries.run_page(map_name, query)
+
+    async def sync_level(self, map_name: str, path: str) -> Level:
+        return await self.sync.level(map_name, path)
+
+    def sync_needs_reset(self, last_sync_ms: float | None) -> bool:
+        return self.sync.needs_reset(last_sync_ms)
 
     def add_interest(self, map_name: str) -> None:
         self.queries.add_interest(map_name)

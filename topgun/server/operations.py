@@ -20,7 +20,7 @@ from topgun.server.context import NodeContext
 from topgun.server.membership import Membership
 from topgun.server.partitions import PartitionService
 from topgun.server.peer_link import PeerGone, PeerLink
-from topgun.server.queries import QueryService
+from topgun.server.queries import Origin, QueryService
 from topgun.server.replication import Replication
 from topgun.server.store import Triple
 
@@ -80,9 +80,15 @@ class Operations:
         return Outcome(False, "NOT_OWNER", hint)
 
     async def execute(
-        self, ops: list[ClientOp], *, forwarded: bool = False, attempt: int = 0
+        self,
+        ops: list[ClientOp],
+        *,
+        forwarded: bool = False,
+        attempt: int = 0,
+        origin: Origin | None = None,
     ) -> list[Outcome]:
-        """Apply/forward a batch of ops; one outcome per op, in order."""
+        """Apply/forward a batch of ops; one outcome per op, in order. ``origin`` (the writing
+        client session) travels with forwarded ops to the change events of the owner."""
         t = self.partitions.table
         me = self.ctx.node_id
         out: list[Outcome | None] = [None] * len(ops)
@@ -108,9 +114,9 @@ class Operations:
         waits: list[Any] = []
         if local:
             assert t is not None
-            waits.append(self._apply_local(ops, local, out, t))
+            waits.append(self._apply_local(ops, local, out, t, origin))
         for owner, idx in remote.items():
-            waits.append(self._forward(owner, ops, idx, out))
+            waits.append(self._forward(owner, ops, idx, out, origin))
         if waits:
             await asyncio.gather(*waits)
         results = [o if o is not None else Outcome(False, "INTERNAL") for o in out]
@@ -123,7 +129,7 @@ class Operations:
             and now_table is not None and now_table.version > (t.version if t else 0)
         ]  # fmt: skip
         if retry and attempt < FORWARD_RETRIES:
-            again = await self.execute([ops[i] for i in retry], attempt=attempt + 1)
+            again = await self.execute([ops[i] for i in retry], attempt=attempt + 1, origin=origin)
             for i, o in zip(retry, again, strict=True):
                 results[i] = o
         if attempt == 0:
@@ -138,6 +144,7 @@ class Operations:
         idx: list[tuple[int, int]],
         out: list[Outcome | None],
         t: PartitionTable,
+        origin: Origin | None,
     ) -> None:
         me = self.ctx.node_id
         hlc, store = self.ctx.hlc, self.ctx.store
@@ -175,7 +182,7 @@ class Operations:
                 elif ok:
                     replicated.update(ii)
         if changed:
-            self.queries.publish_changes(changed)
+            self.queries.publish_changes(changed, origin)
         for i in applied:
             if i in failed:
                 out[i] = Outcome(False, "REPLICATION_TIMEOUT")
@@ -183,17 +190,22 @@ class Operations:
                 out[i] = Outcome(True, level="REPLICATED" if i in replicated else "APPLIED")
 
     async def _forward(
-        self, owner: str, ops: list[ClientOp], idx: list[int], out: list[Outcome | None]
+        self,
+        owner: str,
+        ops: list[ClientOp],
+        idx: list[int],
+        out: list[Outcome | None],
+        origin: Origin | None,
     ) -> None:
         link = self.membership.link_for(owner)
         self.ctx.metrics.ops_forwarded.inc(len(idx))
         try:
             if link is None:
                 raise PeerGone(owner)
-            reply = await link.request(
-                {"t": "FWD", "ops": [ops[i].to_wire() for i in idx]},
-                self.ctx.config.request_timeout_s,
-            )
+            msg: dict[str, Any] = {"t": "FWD", "ops": [ops[i].to_wire() for i in idx]}
+            if origin is not None:
+                msg["origin"] = origin.to_wire()
+            reply = await link.request(msg, self.ctx.config.request_timeout_s)
             results = reply.get("results")
             if not isinstance(results, list) or len(results) != len(idx):
                 raise ProtocolError("bad FWD_RESP")
@@ -217,7 +229,8 @@ class Operations:
             except ProtocolError:
                 ops.append(None)
         valid = [op for op in ops if op is not None]
-        outcomes = iter(await self.execute(valid, forwarded=True))
+        origin = Origin.from_wire(msg.get("origin"))
+        outcomes = iter(await self.execute(valid, forwarded=True, origin=origin))
         results = [
             next(outcomes).to_wire() if op is not None else Outcome(False, "INVALID_OP").to_wire()
             for op in ops

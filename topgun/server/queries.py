@@ -1,9 +1,11 @@
-"""Queries: one-shot answers gathered from every owner, and live-query change fan-out.
+"""Queries: paged answers gathered from every owner, and live-query change fan-out.
 
-A query is answered by asking each member for the matches among the partitions it owns
-(``QEXEC``) and LWW-merging the parts. Live queries: a node tells its peers which maps its
-clients watch (``INTEREST``); an owner that merged a record of such a map sends it to them
-(``CHANGES``), and each node turns it into ``QUERY_UPDATE`` s for its own clients.
+A query page is answered by asking each member for its first ``limit + 1`` matches after the
+cursor among the partitions it owns (``QEXEC``), LWW-merging the parts and cutting the page
+(:mod:`paging`); a missing part fails the whole answer. Live queries: a node tells its peers
+which maps its clients watch (``INTEREST``); an owner that merged a client's write of such a
+map sends it to them (``CHANGES``, with the writer's :class:`Origin`), and each node turns it
+into ``QUERY_UPDATE`` s and ``SERVER_EVENT`` / ``SERVER_BATCH_EVENT`` s for its own clients.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from topgun.core.errors import ProtocolError
 from topgun.core.messages import Query
 from topgun.core.records import LWWRecord
 from topgun.core.table import PartitionTable
+from topgun.server import paging
 from topgun.server import query as q
 from topgun.server.context import NodeContext
 from topgun.server.membership import Membership, send_quiet
@@ -24,10 +28,38 @@ from topgun.server.peer_link import Member, PeerGone, PeerLink
 from topgun.server.store import Triple, triples_from_wire, triples_to_wire
 
 INTEREST_MAX_MAPS = 10_000
+EVAL_CHUNK = 2000
+"""Records a query walks per turn of the event loop."""
+
+
+class QueryFailed(Exception):
+    """A part of a distributed answer is missing: the answer would be short, so it is none."""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Who wrote a change: the client session (so its own writes are not echoed back to it as
+    events) and whether it came as one ``CLIENT_OP`` (``SERVER_EVENT``) or a batch."""
+
+    node_id: str
+    session_id: str
+    single: bool = False
+
+    def to_wire(self) -> list[Any]:
+        return [self.node_id, self.session_id, self.single]
+
+    @classmethod
+    def from_wire(cls, raw: object) -> Origin | None:
+        if (
+            isinstance(raw, list) and len(raw) == 3 and isinstance(raw[0], str)
+            and isinstance(raw[1], str) and isinstance(raw[2], bool)
+        ):  # fmt: skip
+            return cls(raw[0], raw[1], raw[2])
+        return None
 
 
 class ChangeListener(Protocol):
-    def on_changes(self, changed: list[Triple], now_ms: int) -> None: ...
+    def on_changes(self, changed: list[Triple], now_ms: int, origin: Origin | None) -> None: ...
 
 
 class QueryService:
@@ -55,37 +87,69 @@ class QueryService:
 
     # ------------------------------------------------------------------ one-shot queries
 
-    def local_query(self, map_name: str, query: Query) -> dict[str, LWWRecord]:
+    async def local_part(
+        self, map_name: str, query: Query, after: tuple[Any, ...] | None
+    ) -> list[tuple[str, LWWRecord]]:
+        """This node's first ``limit + 1`` live matches after ``after`` among the partitions it
+        owns, walked in chunks of :data:`EVAL_CHUNK` records with the loop free in between."""
         t = self.table_of()
         pids = set(t.partitions_of(self.ctx.node_id)) if t is not None else None
-        return q.select(
-            self.ctx.store.map_records(map_name, pids), query, self.ctx.config.clock_ms()
-        )
+        clock = self.ctx.config.clock_ms
+        now = clock()
+        top = paging.TopRows(query, after)
+        for n, (key, rec) in enumerate(self.ctx.store.map_records(map_name, pids), 1):
+            if rec.is_live(now) and q.matches(key, rec.value, query):
+                top.offer(key, rec)
+            if n % EVAL_CHUNK == 0:
+                await asyncio.sleep(0)  # yield the loop, not a wait
+                now = clock()
+        return top.rows()
 
-    async def run_query(self, map_name: str, query: Query) -> list[tuple[str, Any]]:
-        """Ask every owner for its partitions' matches and merge them by LWW."""
-        m = self.membership
-        partials = [self.local_query(map_name, query)]
-        links = [link for n in list(m.links) if (link := m.link_for(n)) is not None]
+    async def run_page(self, map_name: str, query: Query) -> paging.Page:
+        """One page of the answer, gathered from every owner of the table (each on the same
+        table version); raises :class:`QueryFailed` when any part is missing (a short answer
+        would look complete)."""
+        now = self.ctx.config.clock_ms()
+        position = paging.decode_cursor(query, now)
+        if not position.usable:
+            return paging.Page([], False, None, position.status)
+        t = self.table_of()
+        links: list[PeerLink] = []
+        for owner in sorted(set(t.owners) - {self.ctx.node_id}) if t is not None else ():
+            link = self.membership.link_for(owner)
+            if link is None:
+                raise QueryFailed(f"owner {owner} is not reachable")
+            links.append(link)
+        wire_query = query.to_wire()
+        wire_query.pop("cursor", None)
+        after = None if position.after is None else query.cursor
+        version = t.version if t is not None else 0
 
-        async def ask(link: PeerLink) -> dict[str, LWWRecord]:
+        async def ask(link: PeerLink) -> list[tuple[str, LWWRecord]]:
+            msg = {"t": "QEXEC", "mapName": map_name, "query": wire_query, "version": version}
+            if after is not None:
+                msg["query"] = {**wire_query, "cursor": after}
             try:
-                reply = await link.request(
-                    {"t": "QEXEC", "mapName": map_name, "query": query.to_wire()},
-                    self.ctx.config.query_timeout_s,
-                )
-                rows = reply.get("rows")
-                out: dict[str, LWWRecord] = {}
-                for row in rows if isinstance(rows, list) else []:
-                    if isinstance(row, list) and len(row) == 2 and isinstance(row[0], str):
-                        out[row[0]] = LWWRecord.from_wire(row[1])
-                return out
-            except (PeerGone, TimeoutError, ProtocolError) as exc:
-                self.ctx.log.info("query part from %s failed: %r", link.node_id, exc)
-                return {}
+                reply = await link.request(msg, self.ctx.config.query_timeout_s)
+            except (PeerGone, TimeoutError) as exc:
+                raise QueryFailed(f"{link.node_id} did not answer ({exc!r})") from exc
+            rows = reply.get("rows")
+            if reply.get("error") is not None or not isinstance(rows, list):
+                raise QueryFailed(f"{link.node_id}: {reply.get('error') or 'bad answer'}")
+            out = []
+            try:
+                for row in rows:
+                    if not isinstance(row, list) or len(row) != 2 or not isinstance(row[0], str):
+                        raise ProtocolError("a row must be [key, record]")
+                    out.append((row[0], LWWRecord.from_wire(row[1])))
+            except ProtocolError as exc:
+                raise QueryFailed(f"{link.node_id}: {exc}") from exc
+            return out
 
-        partials.extend(await asyncio.gather(*(ask(link) for link in links)))
-        return q.finish(q.merge_partials(partials), query, self.ctx.config.clock_ms())
+        parts = await asyncio.gather(
+            self.local_part(map_name, query, position.after), *(ask(link) for link in links)
+        )
+        return paging.finish_page(parts, query, position, self.ctx.config.clock_ms())
 
     async def _on_qexec(self, link: PeerLink, msg: dict[str, Any]) -> None:
         try:
@@ -93,8 +157,17 @@ class QueryService:
             name = msg.get("mapName")
             if not isinstance(name, str):
                 raise ProtocolError("mapName must be a string")
-            rows = self.local_query(name, query)
-            wire = [[k, r.to_wire()] for k, r in rows.items()]
+            position = paging.decode_cursor(query, self.ctx.config.clock_ms())
+            if not position.usable:
+                raise ProtocolError(f"cursor {position.status}")
+            t = self.table_of()
+            mine = t.version if t is not None else 0
+            if msg.get("version", mine) != mine:
+                raise ProtocolError(
+                    f"partition table changing (v{msg.get('version')} asked, v{mine} here)"
+                )
+            rows = await self.local_part(name, query, position.after)
+            wire = [[k, r.to_wire()] for k, r in rows]
             await link.reply(msg, {"t": "QRESP", "rows": wire})
         except ProtocolError as exc:
             await link.reply(msg, {"t": "QRESP", "rows": [], "error": str(exc)})
@@ -129,9 +202,12 @@ class QueryService:
                 else:
                     holders.discard(link.node_id)
 
-    def publish_changes(self, changed: list[Triple]) -> None:
-        """Tell live queries here and on interested nodes about records the owner merged."""
-        self._deliver(changed)
+    def publish_changes(self, changed: list[Triple], origin: Origin | None = None) -> None:
+        """Tell live queries here and on interested nodes about records the owner merged.
+
+        Only the owner's merge of a client write publishes (never replication or migration),
+        so each change reaches each watching node once."""
+        self._deliver(changed, origin)
         by_node: dict[str, list[Triple]] = defaultdict(list)
         for t in changed:
             for node_id in self._interest_remote.get(t[0], ()):
@@ -139,15 +215,17 @@ class QueryService:
         for node_id, triples in by_node.items():
             link = self.membership.link_for(node_id)
             if link is not None:
-                msg = {"t": "CHANGES", "recs": triples_to_wire(triples)}
+                msg: dict[str, Any] = {"t": "CHANGES", "recs": triples_to_wire(triples)}
+                if origin is not None:
+                    msg["origin"] = origin.to_wire()
                 self.ctx.spawn(send_quiet(link, msg))
 
     def _on_changes_msg(self, link: PeerLink, msg: dict[str, Any]) -> None:
-        self._deliver(triples_from_wire(msg.get("recs")))
+        self._deliver(triples_from_wire(msg.get("recs")), Origin.from_wire(msg.get("origin")))
 
-    def _deliver(self, changed: list[Triple]) -> None:
+    def _deliver(self, changed: list[Triple], origin: Origin | None) -> None:
         if not self._interest_local:
             return
         now = self.ctx.config.clock_ms()
         for listener in list(self.listeners()):
-            listener.on_changes(changed, now)
+            listener.on_changes(changed, now, origin)

@@ -1,5 +1,5 @@
 """Query evaluation (reference §2.6): ``where`` field equality/operators, ``predicate``
-trees, sort and limit, and the LWW merge of per-owner partial answers.
+trees, and the sort key of a field (paging and the merge of parts: :mod:`paging`).
 
 The pseudo-field ``_key`` matches the record's key (``where: {"_key": "user:1"}`` or
 ``{"_key": {"$in": [...]}}``, or a predicate on attribute ``_key``).
@@ -8,11 +8,9 @@ The pseudo-field ``_key`` matches the record's key (``where: {"_key": "user:1"}`
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import Any
 
 from topgun.core.messages import Query
-from topgun.core.records import LWWRecord
 
 KEY_FIELD = "_key"
 _MISSING = object()
@@ -98,41 +96,6 @@ def matches(key: str, value: Any, query: Query) -> bool:
     if query.predicate is not None:
         return matches_predicate(key, value, query.predicate)
     return matches_where(key, value, query.where)
-
-
-def select(
-    rows: Iterable[tuple[str, LWWRecord]], query: Query, now_ms: int
-) -> dict[str, LWWRecord]:
-    """Matching records (tombstones kept out later, after the LWW merge)."""
-    return {k: r for k, r in rows if not r.is_live(now_ms) or matches(k, r.value, query)}
-
-
-def merge_partials(partials: Iterable[dict[str, LWWRecord]]) -> dict[str, LWWRecord]:
-    """Newest record per key over every node's answer (LWW, not first-come)."""
-    out: dict[str, LWWRecord] = {}
-    for part in partials:
-        for k, r in part.items():
-            if r.newer_than(out.get(k)):
-                out[k] = r
-    return out
-
-
-def finish(merged: dict[str, LWWRecord], query: Query, now_ms: int) -> list[tuple[str, Any]]:
-    """Live matching rows, sorted and limited."""
-    rows = [
-        (k, r.value) for k, r in merged.items() if r.is_live(now_ms) and matches(k, r.value, query)
-    ]
-    rows.sort(key=lambda kv: kv[0])
-    if query.sort:
-        for name, direction in reversed(list(query.sort.items())):
-
-            def by_field(kv: tuple[str, Any], n: str = str(name)) -> tuple[int, Any]:
-                return _sort_key(_field(kv[0], kv[1], n))
-
-            rows.sort(key=by_field, reverse=direction == "desc")
-    if query.limit is not None:
-        rows = rows[: query.limit]
-    return rows
 
 
 def _sort_key(v: Any) -> tuple[int, Any]:

@@ -52,6 +52,12 @@ class PartitionStore:
                 tree.update(key, rec.timestamp)
         return tree
 
+    def trees(self, map_name: str, pids: list[int]) -> list[MerkleTree]:
+        """The trees of ``map_name`` in those of ``pids`` that hold any of its records (so a
+        sync of a map name nobody wrote creates no trees)."""
+        parts = self._parts
+        return [self.tree(pid, map_name) for pid in pids if map_name in parts[pid]]
+
     def partition_digest(self, pid: int) -> dict[str, int]:
         """Map name → sum of entry hashes of this partition's records: equal on two replicas
         exactly when (barring hash collisions) they hold the same versions. Not cached."""

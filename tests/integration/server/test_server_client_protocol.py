@@ -99,7 +99,7 @@ def test_bad_input_is_answered_and_connection_stays_usable() -> None:
         assert not (await c.recv("OP_ACK"))["payload"]["results"][0]["success"]
         await c.ws.send('{"type": "PING", "timestamp": 5}')  # JSON text frame
         assert (await c.recv("PONG"))["timestamp"] == 5.0
-        await c.send({"type": "SYNC_INIT", "mapName": "m"})
+        await c.send({"type": "TOPIC_SUB", "payload": {"topic": "t"}})
         assert (await c.recv("ERROR"))["payload"]["code"] == 501
         ack = await c.write([put("1", "k", "still works")])
         assert ack["results"][0]["success"]

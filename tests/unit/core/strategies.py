@@ -7,7 +7,9 @@ from typing import Any
 from hypothesis import strategies as st
 
 from topgun.core import messages as m
+from topgun.core import sync_messages as sm
 from topgun.core.hlc import Timestamp
+from topgun.core.merkle import HEX
 from topgun.core.records import MAX_TTL_MS, LWWRecord
 from topgun.core.table import NodeInfo, NodeStatus, build_table, ideal_assignment
 
@@ -99,6 +101,7 @@ queries = st.builds(
     st.one_of(st.none(), json_objects),
     st.one_of(st.none(), st.dictionaries(short_text, st.sampled_from(["asc", "desc"]), max_size=3)),
     st.one_of(st.none(), st.integers(min_value=0, max_value=10_000)),
+    st.one_of(st.none(), st.text(max_size=40)),
 )
 event_payloads = st.builds(
     m.ServerEventPayload,
@@ -122,6 +125,10 @@ def partition_tables(draw: st.DrawFn):
         ideal_assignment(members),
         draw(st.integers(min_value=0, max_value=2**53)),
     )
+
+
+tree_paths = st.text(alphabet=HEX, max_size=3)
+hashes32 = st.integers(min_value=0, max_value=2**32 - 1)
 
 
 @st.composite
@@ -176,6 +183,8 @@ MESSAGE_STRATEGIES: dict[type[m.Message], st.SearchStrategy[Any]] = {
         st.lists(st.tuples(st.text(max_size=10), json_values), max_size=3).map(tuple),
         st.one_of(st.none(), st.booleans()),
         st.one_of(st.none(), short_text),
+        st.one_of(st.none(), st.text(max_size=40)),
+        st.one_of(st.none(), st.sampled_from(sorted(m.CURSOR_STATUSES))),
     ),
     m.QueryUpdate: st.builds(
         m.QueryUpdate,
@@ -191,6 +200,27 @@ MESSAGE_STRATEGIES: dict[type[m.Message], st.SearchStrategy[Any]] = {
     ),
     m.ShutdownPending: st.builds(m.ShutdownPending, st.integers(min_value=0, max_value=10**9)),
     m.Unsupported: unsupported(),
+    sm.SyncInit: st.builds(sm.SyncInit, map_names, st.one_of(st.none(), epoch_ms)),
+    sm.MerkleReqBucket: st.builds(sm.MerkleReqBucket, map_names, tree_paths),
+    sm.SyncRespRoot: st.builds(sm.SyncRespRoot, map_names, hashes32, timestamps),
+    sm.SyncRespBuckets: st.builds(
+        sm.SyncRespBuckets,
+        map_names,
+        tree_paths,
+        st.dictionaries(st.sampled_from(list(HEX)), hashes32, max_size=16),
+    ),
+    sm.SyncRespLeaf: st.builds(
+        sm.SyncRespLeaf,
+        map_names,
+        tree_paths,
+        st.lists(st.tuples(st.text(max_size=10), records), max_size=3).map(tuple),
+    ),
+    sm.SyncResetRequired: st.builds(sm.SyncResetRequired, map_names),
+    sm.ServerEvent: st.builds(
+        sm.ServerEvent,
+        event_payloads.map(lambda e: (e,)),
+        st.one_of(st.none(), timestamps.map(Timestamp.to_wire)),
+    ),
 }
 
 any_message = st.one_of(*MESSAGE_STRATEGIES.values())

@@ -294,9 +294,9 @@ def test_unknown_type_is_a_non_fatal_item() -> None:
 
 
 def test_known_but_unsupported_type() -> None:
-    body = {"type": "SYNC_INIT", "mapName": "test", "lastSyncTimestamp": 0}
-    assert only(codec.pack(body)) == m.Unsupported("SYNC_INIT", body)
-    assert only(json.dumps(body)) == m.Unsupported("SYNC_INIT", body)
+    body = {"type": "TOPIC_SUB", "payload": {"topic": "news"}}
+    assert only(codec.pack(body)) == m.Unsupported("TOPIC_SUB", body)
+    assert only(json.dumps(body)) == m.Unsupported("TOPIC_SUB", body)
 
 
 @pytest.mark.parametrize("value", [[1, 2], "AUTH", None, 42, 1.5, True, b"x"])

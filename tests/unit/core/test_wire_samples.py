@@ -20,6 +20,7 @@ from topgun.core import messages as m
 from topgun.core.codec import decode_frame, encode
 from topgun.core.errors import ProtocolError
 from topgun.core.hashing import PARTITION_COUNT, partition_id
+from topgun.core.sync_messages import SyncRespLeaf
 from topgun.core.table import ideal_assignment
 
 SAMPLES_PATH = (
@@ -40,10 +41,12 @@ CLIENT_SERVER = SAMPLES["client_server_samples"]
 WE_SEND = {
     "client->server": {
         "AUTH", "PING", "OP_BATCH", "PARTITION_MAP_REQUEST", "QUERY_SUB", "QUERY_UNSUB",
+        "SYNC_INIT", "MERKLE_REQ_BUCKET",
     },
     "server->client": {
         "AUTH_REQUIRED", "AUTH_ACK", "AUTH_FAIL", "PONG", "OP_ACK", "PARTITION_MAP",
-        "QUERY_RESP", "ERROR", "QUERY_UPDATE", "SERVER_BATCH_EVENT",
+        "QUERY_RESP", "ERROR", "QUERY_UPDATE", "SERVER_BATCH_EVENT", "SYNC_RESP_ROOT",
+        "SYNC_RESP_BUCKETS", "SYNC_RESP_LEAF",
     },
 }  # fmt: skip
 
@@ -115,10 +118,7 @@ def normalise_reference(obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]
     2. TS client op-log extras (§1.4, §2.3): each ``OP_BATCH`` op also carries ``timestamp``
        (a copy of ``record.timestamp``) and ``synced: false``; the server strips them and
        we do not send them. Dropped only when they have exactly that shape.
-    3. ``QUERY_RESP`` cursor fields (§2.6: ``nextCursor?``, ``cursorStatus?``): optional and
-       topgun does not implement cursors; dropped only when the reference says "no cursor"
-       (``nextCursor`` undefined, ``cursorStatus`` ``'none'``).
-    (4. Map headers: the reference always writes map16 (0xde); we write the smallest map
+    (3. Map headers: the reference always writes map16 (0xde); we write the smallest map
        header. This is a byte-level difference invisible after decoding; it is asserted
        separately in ``test_map_header_difference``.)
     """
@@ -148,11 +148,6 @@ def normalise_reference(obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]
                 assert op["synced"] is False
                 del op["synced"]
                 applied.append("oplog:synced")
-    if adjusted.get("type") == "QUERY_RESP":
-        payload = adjusted["payload"]
-        if payload.get("cursorStatus") == "none" and "nextCursor" not in payload:
-            del payload["cursorStatus"]
-            applied.append("cursor:cursorStatus")
     return adjusted, applied
 
 
@@ -236,7 +231,9 @@ def test_batch_sample_inner_frames() -> None:
     query_resp = items[1]
     assert isinstance(query_resp, m.QueryResp)
     assert query_resp.results == (("key-3", {"value": 3}),)
-    assert isinstance(items[0], m.Unsupported) and items[0].msg_type == "SYNC_RESP_LEAF"
+    leaf = items[0]
+    assert isinstance(leaf, SyncRespLeaf) and (leaf.map_name, leaf.path) == ("test", "55e")
+    assert [k for k, _ in leaf.records] == ["key-3"]
 
 
 OURS = [s for s in CLIENT_SERVER if s["type"] in WE_SEND.get(s["direction"], set())]
@@ -254,7 +251,7 @@ def test_reencoding_matches_reference(sample: dict[str, Any]) -> None:
     # the only differences used are the documented ones for this message type
     allowed = {
         "OP_BATCH": {"undefined:orRecord", "undefined:orTag", "oplog:timestamp", "oplog:synced"},
-        "QUERY_RESP": {"undefined:nextCursor", "cursor:cursorStatus"},
+        "QUERY_RESP": {"undefined:nextCursor"},
         "QUERY_UPDATE": {"ours:changeType"},
     }.get(sample["type"], set())
     assert set(ours_diffs + their_diffs) <= allowed

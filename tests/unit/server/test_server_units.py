@@ -16,6 +16,7 @@ from topgun.harness.waiting import wait_until
 from topgun.server import NodeConfig, ServerNode
 from topgun.server import query as q
 from topgun.server.operations import Outcome
+from topgun.server.paging import Position, finish_page
 from topgun.server.peer_link import Member, PeerGone, mac
 from topgun.server.store import PartitionStore, triples_from_wire, triples_to_wire
 
@@ -64,18 +65,16 @@ def test_query_matching() -> None:
     assert not q.matches_where("k", "scalar", {"team": "red"})
 
 
-def test_partials_merge_by_lww_and_hide_tombstones() -> None:
-    a = {"x": rec({"t": 1}, 100), "y": rec({"t": 1}, 100)}
-    b = {"x": rec({"t": 2}, 200), "y": rec(None, 300)}
-    merged = q.merge_partials([a, b])
-    rows = q.finish(merged, Query(), now_ms=10_000)
-    assert rows == [("x", {"t": 2})]
-    assert q.finish(merged, Query(where={"t": 1}), now_ms=10_000) == []
-    many = {f"k{i}": rec({"n": i}) for i in range(5)}
-    assert [k for k, _ in q.finish(many, Query(sort={"n": "desc"}, limit=2), 10_000)] == [
-        "k4",
-        "k3",
-    ]
+def test_parts_merge_by_lww_and_hide_tombstones() -> None:
+    a = [("x", rec({"t": 1}, 100)), ("y", rec({"t": 1}, 100))]
+    b = [("x", rec({"t": 2}, 200)), ("y", rec(None, 300))]
+    page = finish_page([a, b], Query(), Position(None, "none"), now_ms=10_000)
+    assert page.rows == [("x", {"t": 2})]
+    assert not page.has_more and page.next_cursor is None and page.cursor_status == "none"
+    many = [(f"k{i}", rec({"n": i})) for i in range(5)]
+    page = finish_page([many], Query(sort={"n": "desc"}, limit=2), Position(None, "none"), 10_000)
+    assert [k for k, _ in page.rows] == ["k4", "k3"]
+    assert page.has_more and page.next_cursor is not None
 
 
 def test_store_groups_by_partition_and_round_trips() -> None:
