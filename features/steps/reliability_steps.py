@@ -48,21 +48,8 @@ def writers_running(context, writers, times, seconds):
     "restarted at the same address, and the cluster re-forms within {formed:g} seconds each time"
 )
 def kill_restart_loop(context, seconds, down, formed):
-    world = context.world
-    trial = _trial(context)
-    cluster = world.cluster
-    deadline = time.monotonic() + world.soak(seconds)
-    turn = 0
-    while time.monotonic() < deadline:
-        node = cluster.order[turn % len(cluster.order)]
-        turn += 1
-        trial.nemesis.kill(node)
-        trial.run_for(down)
-        trial.nemesis.restart(node)
-        cluster.wait_until_formed(world.limit(formed))
-        trial.nemesis.log("re-formed", cluster.order)
-        trial.wait_for_acks(1, world.limit(formed))
-    world.notes["rounds"] = turn
+    nemesis = _trial(context).nemesis
+    _fault_loop(context, seconds, down, formed, nemesis.kill, nemesis.restart)
 
 
 @when(
@@ -70,6 +57,13 @@ def kill_restart_loop(context, seconds, down, formed):
     "and resumed, and the cluster re-forms within {formed:g} seconds each time"
 )
 def pause_loop(context, seconds, paused, formed):
+    nemesis = _trial(context).nemesis
+    _fault_loop(context, seconds, paused, formed, nemesis.pause, nemesis.resume)
+
+
+def _fault_loop(context, seconds, hold, formed, fault, heal):
+    """One node after the other: ``fault`` it, let the writers run ``hold`` seconds,
+    ``heal`` it, wait for the cluster to re-form and for one more acknowledged write."""
     world = context.world
     trial = _trial(context)
     cluster = world.cluster
@@ -78,9 +72,9 @@ def pause_loop(context, seconds, paused, formed):
     while time.monotonic() < deadline:
         node = cluster.order[turn % len(cluster.order)]
         turn += 1
-        trial.nemesis.pause(node)
-        trial.run_for(paused)
-        trial.nemesis.resume(node)
+        fault(node)
+        trial.run_for(hold)
+        heal(node)
         cluster.wait_until_formed(world.limit(formed))
         trial.nemesis.log("re-formed", cluster.order)
         trial.wait_for_acks(1, world.limit(formed))
