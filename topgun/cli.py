@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
                       "or refuse them with NOT_OWNER")  # fmt: skip
     node.add_argument("--log-level", default="INFO")
 
+    from topgun.bench.run import add_arguments as bench_arguments
+
+    bench_arguments(sub.add_parser("bench", help="measure a local cluster on this machine"))
+
     tok = sub.add_parser("token", help="print a signed HS256 token")
     tok.add_argument("--sub", default="user")
     tok.add_argument("--role", action="append", default=[])
@@ -102,6 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "token":
         print(make_token(args.secret, sub=args.sub, roles=args.role or None, ttl_s=args.ttl))
         return 0
+    if args.command == "bench":
+        from topgun.bench.run import from_args, run
+
+        try:
+            opts = from_args(args)
+        except ValueError as exc:
+            print(f"topgun bench: {exc}", file=sys.stderr)
+            return 2
+        return run(opts)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         stream=sys.stderr,
