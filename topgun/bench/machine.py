@@ -38,3 +38,13 @@ def describe() -> dict[str, Any]:
         "python": f"{platform.python_implementation()} {sys.version.split()[0]}",
         "os": f"{platform.system()} {platform.release()}",
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, from ``/proc``; 0 if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

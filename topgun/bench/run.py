@@ -17,12 +17,13 @@ import itertools
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from topgun.bench import machine
+from topgun.bench.load import LoadResult, drive, routed_frames
 from topgun.bench.report import format_report, write_json
 from topgun.bench.stats import latency_ms, rate
 from topgun.bench.wire import MAP, WireClient, batch_frame, succeeded
@@ -113,51 +114,26 @@ class Bench:
 
     async def fill(self) -> dict[str, Any]:
         o = self.opts
-        urls = [self.cluster.client_url(n) for n in self.cluster.live_nodes()]
-        frames = [
-            batch_frame(
-                [key_for(i) for i in range(s, min(s + o.batch_size, o.keys))],
-                [value_for(i) for i in range(s, min(s + o.batch_size, o.keys))],
-                self.millis,
-            )
-            for s in range(0, o.keys, o.batch_size)
-        ]
-        clients = [
-            await WireClient.open(urls[c % len(urls)], self.token, o.step_s)
-            for c in range(o.connections)
-        ]
+        urls = {n: self.cluster.client_url(n) for n in self.cluster.live_nodes()}
+        table = self.cluster.any_table()
+        targets = routed_frames(table, urls, range(o.keys), o.batch_size, self.millis)
         before = self.held_rss()
-        totals = {"acked": 0, "replicated": 0, "failed": 0}
-        queue: Iterator[bytes] = iter(frames)
 
-        async def sender(client: WireClient) -> None:
-            for frame in queue:
-                results = await client.write(frame)
-                acked, replicated = succeeded(results)
-                totals["acked"] += acked
-                totals["replicated"] += replicated
+        def report(done: LoadResult) -> None:
+            self.progress(f"fill: {done.acked:,}/{o.keys:,} keys acked")
 
-        async def report() -> None:
-            while True:
-                await asyncio.sleep(1.0)
-                self.progress(f"fill: {totals['acked']:,}/{o.keys:,} keys acked")
-
-        started = time.perf_counter()
-        ticker = asyncio.create_task(report())
-        try:
-            await asyncio.gather(*(sender(c) for c in clients))
-        finally:
-            ticker.cancel()
-            await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
-        elapsed = time.perf_counter() - started
-        del frames
-        totals["failed"] = o.keys - totals["acked"]
+        done = await drive(
+            targets, self.token, connections=o.connections, step_s=o.step_s, progress=report
+        )
+        del targets
         grown = self.held_rss() - before
         copies = self.copies()
         return {
-            **totals,
-            "batched_ops_per_s": rate(totals["acked"], elapsed),
-            "fill_seconds": round(elapsed, 2),
+            "acked": done.acked,
+            "replicated": done.replicated,
+            "failed": o.keys - done.acked,
+            "batched_ops_per_s": rate(done.acked, done.seconds),
+            "fill_seconds": round(done.seconds, 2),
             "memory": {
                 "rss_growth_mb": round(grown / 1e6, 1),
                 "held_records": o.keys * copies,

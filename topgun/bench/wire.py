@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+from topgun.bench.workload import key_for, value_for
 from topgun.core.codec import encode, pack, unpack
 from topgun.core.hlc import Timestamp
 from topgun.core.messages import Auth, ClientOp, OpBatch
@@ -30,6 +32,18 @@ def batch_frame(
         for n, (k, v) in enumerate(zip(keys, values, strict=True))
     )
     return encode(OpBatch(ops))
+
+
+def key_frames(numbers: Sequence[int], batch_size: int, millis: int) -> list[bytes]:
+    """OP_BATCH frames writing ``key_for(i)`` = ``value_for(i)`` for each ``i`` given."""
+    return [
+        batch_frame(
+            [key_for(i) for i in numbers[s : s + batch_size]],
+            [value_for(i) for i in numbers[s : s + batch_size]],
+            millis,
+        )
+        for s in range(0, len(numbers), batch_size)
+    ]
 
 
 class WireClient:
@@ -61,11 +75,14 @@ class WireClient:
             if isinstance(msg, dict) and msg.get("type") in types:
                 return msg
 
+    async def send_batch(self, frame: bytes) -> dict[str, Any]:
+        """Send one encoded OP_BATCH; its OP_ACK."""
+        await asyncio.wait_for(self.ws.send(frame), self.step_s)
+        return await self.expect("OP_ACK")
+
     async def write(self, frame: bytes) -> list[dict[str, Any]]:
         """Send one encoded OP_BATCH; the per-op results of its OP_ACK."""
-        await asyncio.wait_for(self.ws.send(frame), self.step_s)
-        ack = await self.expect("OP_ACK")
-        results = ack.get("payload", {}).get("results")
+        results = (await self.send_batch(frame)).get("payload", {}).get("results")
         return results if isinstance(results, list) else []
 
     async def query_page(self, query: dict[str, Any]) -> dict[str, Any]:
