@@ -5,13 +5,17 @@ compared as (millis, counter, nodeId) tuples) and answer one ``OP_ACK`` with the
 last op id. No validation, partitions, replication or per-op results: what a topgun node
 does on top of this is what it costs. Prints ``READY <url>`` and serves until killed.
 
-    .venv/bin/python benchmarks/ceiling_server.py [--port 0]
+It holds the decoded values, as plain Python would, so the cyclic garbage collector walks a
+growing heap: ``--no-gc`` turns it off to show the ceiling without that cost.
+
+    .venv/bin/python benchmarks/ceiling_server.py [--port 0] [--no-gc]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 from typing import Any
 
@@ -45,7 +49,10 @@ async def handle(ws: ServerConnection) -> None:
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--no-gc", action="store_true", help="disable the cyclic GC")
     args = parser.parse_args()
+    if args.no_gc:
+        gc.disable()
     async with serve(handle, "127.0.0.1", args.port, compression=None) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         print(f"READY ws://127.0.0.1:{port}", flush=True)

@@ -3,7 +3,8 @@
 In one run, against OS processes on 127.0.0.1, with the same pre-encoded frames of distinct
 keys and the same load client (``topgun.bench.load``):
 
-1. ``benchmarks/ceiling_server.py`` — decode each batch, LWW-merge every op into a dict, ack;
+1. ``benchmarks/ceiling_server.py`` — decode each batch, LWW-merge every op into a dict, ack
+   (and once more with its garbage collector off: ``ceiling-no-gc``);
 2. one ``topgun node``;
 3. three ``topgun node`` s, connections spread over them and each batch sent to the owner
    of its keys, as the smart client does; an op counts as backed up when its ack says
@@ -38,6 +39,7 @@ from topgun.harness.cluster import ClusterSettings, ProcessCluster
 HERE = Path(__file__).resolve().parent
 SECRET = "throughput-bench-secret-0123456789abcdef"
 WARMUP_BATCHES = 200
+TARGETS = ["ceiling", "ceiling-no-gc", "one", "three"]
 
 
 def load(
@@ -77,9 +79,9 @@ def figures(done: LoadResult, cpu_s: float) -> dict[str, Any]:
     }
 
 
-def ceiling(args: argparse.Namespace) -> dict[str, Any]:
+def ceiling(args: argparse.Namespace, *flags: str) -> dict[str, Any]:
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "ceiling_server.py")], stdout=subprocess.PIPE, text=True
+        [sys.executable, str(HERE / "ceiling_server.py"), *flags], stdout=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None
@@ -169,12 +171,13 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR")
-    parser.add_argument("--only", choices=["ceiling", "one", "three"], action="append")
+    parser.add_argument("--only", choices=TARGETS, action="append")
     args = parser.parse_args()
-    only = set(args.only or ["ceiling", "one", "three"])
+    only = set(args.only or TARGETS)
     out: dict[str, Any] = {"machine": machine.describe()}
     for name, run in (
         ("ceiling", lambda: ceiling(args)),
+        ("ceiling-no-gc", lambda: ceiling(args, "--no-gc")),
         ("one", lambda: cluster_run(1, args)),
         ("three", lambda: cluster_run(3, args)),
     ):

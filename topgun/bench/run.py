@@ -349,8 +349,13 @@ def run(opts: BenchOptions) -> int:
     print(format_report(figures))
     if opts.json_dir is not None:
         print(f"figures written to {write_json(figures, opts.json_dir)}")
-    read = figures["read"]
-    return 1 if figures["writes"]["failed"] or read["found"] != read["keys"] else 0
+    read, failed = figures["read"], figures["writes"]["failed"]
+    if failed:
+        print(f"FAILED: {failed} writes were not acknowledged", file=sys.stderr)
+    if read["found"] != read["keys"]:
+        missing = read["keys"] - read["found"]
+        print(f"FAILED: the read missed {missing} of {read['keys']} written keys", file=sys.stderr)
+    return 1 if failed or read["found"] != read["keys"] else 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

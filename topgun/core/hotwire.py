@@ -100,6 +100,9 @@ def _undefined(code: int, data: memoryview) -> Any:
 _decoder = msgspec.msgpack.Decoder(_OpBatch | _ClientOp, ext_hook=_undefined)
 
 
+_tuple_new = tuple.__new__  # a NamedTuple's own __new__ is a Python-level lambda
+
+
 def _whole(x: int | float) -> int:
     if x.__class__ is int:
         return x
@@ -113,7 +116,7 @@ def _op(op: _Op) -> ClientOp:
     record = None
     if rec is not None:
         ts = rec.timestamp
-        stamp = Timestamp(_whole(ts.millis), _whole(ts.counter), ts.nodeId)
+        stamp = _tuple_new(Timestamp, (_whole(ts.millis), _whole(ts.counter), ts.nodeId))
         ttl = None if rec.ttlMs is None else _whole(rec.ttlMs)
         record = LWWRecord(rec.value, stamp, ttl)
     elif op.opType in (None, OP_PUT, OP_REMOVE):
