@@ -8,10 +8,16 @@ from pathlib import Path
 from typing import Any
 
 
+def _n(count: int, noun: str, plural: str = "") -> str:
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
 def _lat(fig: dict[str, Any] | None) -> str:
     if not fig:
         return "n/a"
-    return f"p50 {fig['p50_ms']:.2f} ms  p99 {fig['p99_ms']:.2f} ms  ({fig['samples']} writes)"
+    return (
+        f"p50 {fig['p50_ms']:.2f} ms  p99 {fig['p99_ms']:.2f} ms  ({_n(fig['samples'], 'write')})"
+    )
 
 
 def _fail(fig: dict[str, Any] | None) -> str:
@@ -19,7 +25,7 @@ def _fail(fig: dict[str, Any] | None) -> str:
         return "n/a"
     return (
         f"p50 {fig['p50_ms'] / 1000:.2f} s  max {fig['max_ms'] / 1000:.2f} s"
-        f"  ({fig['samples']} kills)"
+        f"  ({_n(fig['samples'], 'kill')})"
     )
 
 
@@ -29,19 +35,32 @@ def format_report(figures: dict[str, Any]) -> str:
     w, r = figures["writes"], figures.get("read") or {}
     mem = figures.get("memory") or {}
     kills = figures.get("kills") or {}
+    backed = (
+        f"backups current at ack {w['replicated']:,}/{w['acked']:,}"
+        if c["copies"] > 1
+        else "no backups on one node"
+    )
+    per_record = "n/a"
+    if mem:
+        per_record = f"{mem['bytes_per_record']:,} B"
+        if c["keys"] < 100_000:
+            per_record += " (RSS growth: fixed costs weigh below ~100,000 keys)"
     rows = [
         ("machine", f"{m['cores']} cores, {m['cpu']}; {m['python']}; {m['os']}"),
-        ("cluster", f"{c['nodes']} nodes ({c['mode']}), {c['keys']:,} keys, {c['copies']} copies"),
+        (
+            "cluster",
+            f"{_n(c['nodes'], 'node')} ({c['mode']}), {_n(c['keys'], 'key')}, "
+            f"{_n(c['copies'], 'copy', 'copies')}",
+        ),
         (
             "batched writes",
             f"{w['batched_ops_per_s']:,.0f} acked ops/s ({c['connections']} conns x "
-            f"{c['batch_size']}-op batches; failed {w['failed']}, "
-            f"backups current at ack {w['replicated']:,}/{w['acked']:,})",
+            f"{c['batch_size']}-op batches; failed {w['failed']}, {backed})",
         ),
         ("single writes", f"{w['single_ops_per_s']:,.0f} acked ops/s (one at a time)"),
         ("ack to owner", _lat(w.get("owner_latency"))),
         ("ack via forwarding node", _lat(w.get("forwarded_latency"))),
-        ("memory per held record", f"{mem['bytes_per_record']:,} B" if mem else "n/a"),
+        ("memory per held record", per_record),
         (
             f"read of {r.get('keys', 0):,} keys",
             f"{r['seconds']:.2f} s, {r['found']:,} found ({r['method']})" if r else "n/a",

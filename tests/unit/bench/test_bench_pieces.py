@@ -79,3 +79,12 @@ def test_json_lands_under_the_given_directory(tmp_path: Path) -> None:
     path = write_json(figures(), tmp_path / "reports")
     assert path.parent == tmp_path / "reports" and path.name.startswith("bench-")
     assert json.loads(path.read_text())["memory"]["bytes_per_record"] == 190
+
+
+def test_report_words_one_node_and_small_runs() -> None:
+    fig = figures()
+    fig["cluster"].update(nodes=1, copies=1, keys=5000)
+    text = format_report(fig)
+    assert "1 node (in-process), 5,000 keys, 1 copy" in text
+    assert "no backups on one node" in text
+    assert "190 B (RSS growth: fixed costs weigh below ~100,000 keys)" in text
