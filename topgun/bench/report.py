@@ -63,7 +63,10 @@ def format_report(figures: dict[str, Any]) -> str:
         ("memory per held record", per_record),
         (
             f"read of {r.get('keys', 0):,} keys",
-            f"{r['seconds']:.2f} s, {r['found']:,} found ({r['method']})" if r else "n/a",
+            f"{r['seconds']:.2f} s, {r['found']:,} found, {r.get('pages_with_error', 0)} pages "
+            f"answered with an error ({r['method']})"
+            if r
+            else "n/a",
         ),
         ("failover (kill → first ack)", _fail(kills.get("failover"))),
         ("stable after kill", _fail(kills.get("stable"))),

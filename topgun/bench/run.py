@@ -172,12 +172,14 @@ class Bench:
         url = self.cluster.client_url(self.cluster.live_nodes()[0])
         client = await WireClient.open(url, self.token, self.opts.step_s)
         seen: set[str] = set()
+        errors = 0  # pages the server answered with an error
         started = time.perf_counter()
         try:
             page = await client.query_page({"limit": READ_PAGE})
             if page.get("nextCursor") or page.get("hasMore") is False:
                 method = f"paged QUERY_SUB, {READ_PAGE} per page"
                 while True:
+                    errors += "error" in page
                     seen.update(r["key"] for r in page.get("results", ()))
                     cursor = page.get("nextCursor")
                     if not page.get("hasMore") or not cursor:
@@ -189,6 +191,7 @@ class Bench:
                 method = f"server has no cursor: QUERY_SUB by _key range, {READ_PAGE} keys each"
                 for s in range(0, wanted, READ_PAGE):
                     page = await client.query_page(key_range(s, min(s + READ_PAGE, wanted)))
+                    errors += "error" in page
                     seen.update(r["key"] for r in page.get("results", ()))
                     if s and s % (10 * READ_PAGE) == 0:
                         self.progress(f"read: {len(seen):,}/{wanted:,} keys")
@@ -198,6 +201,7 @@ class Bench:
         return {
             "keys": wanted,
             "found": found,
+            "pages_with_error": errors,
             "seconds": round(time.perf_counter() - started, 2),
             "method": method,
         }

@@ -70,7 +70,7 @@ def test_report_shows_every_figure_and_says_what_is_missing() -> None:
     assert "20,000 acked ops/s (16 conns x 100-op batches; failed 0" in text
     assert "p50 0.25 ms  p99 1.50 ms  (300 writes)" in text
     assert "ack via forwarding node      n/a" in text
-    assert "190 B" in text and "20,000 found (paged)" in text
+    assert "190 B" in text and "20,000 found, 0 pages answered with an error (paged)" in text
     assert "p50 0.00 s  max 0.00 s  (2 kills)" in text
     assert "stable after kill            n/a" in text
 
