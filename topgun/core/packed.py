@@ -18,9 +18,7 @@ from memory to reads, which are rarer than writes on the hot path and bounded pe
 from __future__ import annotations
 
 import struct
-from typing import Any
 
-import msgpack
 import msgspec
 
 from topgun.core.hlc import Timestamp
@@ -33,40 +31,36 @@ _INDEX = _HAS_TTL - 1
 HEAD_SIZE = _HEAD.size
 
 
-def _undefined_is_none(code: int, data: bytes) -> Any:
-    if code == 0:
-        return None
-    raise ValueError(f"unexpected msgpack extension type {code} in a held value")
-
-
 class RecordPacker:
     """Packs records into their held form and back; owns the store's node-id table."""
 
-    __slots__ = ("_index", "_nodes", "_packer")  # _packer: same bytes as msgpack, faster
+    __slots__ = ("_decoder", "_index", "_nodes", "_packer")
 
     def __init__(self) -> None:
         self._nodes: list[str] = []
         self._index: dict[str, int] = {}
+        # msgspec: the same bytes as msgpack, faster both ways. A held value was encoded
+        # here from plain Python values, so it holds no extension types to interpret.
         self._packer = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder()
 
-    def _node(self, node_id: str) -> int:
-        idx = self._index.get(node_id)
-        if idx is None:
-            idx = self._index[node_id] = len(self._nodes)
-            if idx > _INDEX:
-                raise OverflowError("more distinct node ids than a held record can index")
-            self._nodes.append(node_id)
+    def _new_node(self, node_id: str) -> int:
+        idx = len(self._nodes)
+        if idx > _INDEX:
+            raise OverflowError("more distinct node ids than a held record can index")
+        self._nodes.append(node_id)
+        self._index[node_id] = idx
         return idx
 
     def pack(self, record: LWWRecord) -> bytes:
-        ts = record.timestamp
-        idx = self._node(ts.node_id)
+        millis, counter, node_id = record.timestamp
+        idx = self._index.get(node_id)
+        if idx is None:
+            idx = self._new_node(node_id)
         value = self._packer.encode(record.value)
         if record.ttl_ms is None:
-            head = _HEAD.pack(ts.millis, ts.counter, idx)
-        else:
-            head = _HEAD.pack(ts.millis, ts.counter, idx | _HAS_TTL) + _TTL.pack(record.ttl_ms)
-        return head + value
+            return _HEAD.pack(millis, counter, idx) + value
+        return _HEAD.pack(millis, counter, idx | _HAS_TTL) + _TTL.pack(record.ttl_ms) + value
 
     def timestamp(self, held: bytes) -> Timestamp:
         millis, counter, idx = _HEAD.unpack_from(held)
@@ -90,9 +84,7 @@ class RecordPacker:
         if idx & _HAS_TTL:
             (ttl,) = _TTL.unpack_from(held, HEAD_SIZE)
             start += _TTL.size
-        value = msgpack.unpackb(
-            held[start:], raw=False, strict_map_key=False, ext_hook=_undefined_is_none
-        )
+        value = self._decoder.decode(memoryview(held)[start:])
         return LWWRecord(value, Timestamp(millis, counter, self._nodes[idx & _INDEX]), ttl)
 
     @property
