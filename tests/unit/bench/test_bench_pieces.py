@@ -88,3 +88,26 @@ def test_report_words_one_node_and_small_runs() -> None:
     assert "1 node (in-process), 5,000 keys, 1 copy" in text
     assert "no backups on one node" in text
     assert "190 B (RSS growth: fixed costs weigh below ~100,000 keys)" in text
+
+
+def test_routed_frames_send_each_key_to_its_owner_once() -> None:
+    from topgun.bench.load import routed_frames
+    from topgun.core.codec import decode_frame
+    from topgun.core.hashing import partition_id
+    from topgun.core.messages import OpBatch
+    from topgun.core.table import PartitionTable, ideal_assignment
+
+    nodes = ["a", "b", "c"]
+    owners, backups = ideal_assignment(nodes)
+    urls = {n: f"ws://{n}" for n in nodes}
+    table = PartitionTable(1, (), tuple(owners), tuple(tuple(b) for b in backups))
+    plan = routed_frames(table, urls, range(500), 100, 1000)
+    seen: list[str] = []
+    for url, frames in plan.items():
+        for frame in frames:
+            (batch,) = decode_frame(frame)
+            assert isinstance(batch, OpBatch) and len(batch.ops) <= 100
+            for op in batch.ops:
+                assert urls[owners[partition_id(op.key)]] == url
+                seen.append(op.key)
+    assert sorted(seen) == sorted(key_for(i) for i in range(500))
