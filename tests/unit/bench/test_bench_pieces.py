@@ -10,11 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from topgun.bench.load import routed_frames
 from topgun.bench.report import format_report, write_json
 from topgun.bench.run import key_range
 from topgun.bench.stats import latency_ms, percentile, rate
 from topgun.bench.workload import key_for
-from topgun.core.messages import Query
+from topgun.core.codec import decode_frame
+from topgun.core.hashing import partition_id
+from topgun.core.messages import OpBatch, Query
+from topgun.core.table import PartitionTable, ideal_assignment
 from topgun.server.query import matches
 
 
@@ -91,12 +95,6 @@ def test_report_words_one_node_and_small_runs() -> None:
 
 
 def test_routed_frames_send_each_key_to_its_owner_once() -> None:
-    from topgun.bench.load import routed_frames
-    from topgun.core.codec import decode_frame
-    from topgun.core.hashing import partition_id
-    from topgun.core.messages import OpBatch
-    from topgun.core.table import PartitionTable, ideal_assignment
-
     nodes = ["a", "b", "c"]
     owners, backups = ideal_assignment(nodes)
     urls = {n: f"ws://{n}" for n in nodes}
