@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
                       "or refuse them with NOT_OWNER")  # fmt: skip
     node.add_argument("--log-level", default="INFO")
 
+    from topgun.bench.run import add_arguments as bench_arguments
+
+    bench_arguments(sub.add_parser("bench", help="measure a local cluster on this machine"))
+
     tok = sub.add_parser("token", help="print a signed HS256 token")
     tok.add_argument("--sub", default="user")
     tok.add_argument("--role", action="append", default=[])
@@ -142,6 +146,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "token":
         return _token(args)
+    if args.command == "bench":
+        from topgun.bench.run import from_args, run
+
+        try:
+            opts = from_args(args)
+        except ValueError as exc:
+            print(f"topgun bench: {exc}", file=sys.stderr)
+            return 2
+        return run(opts)
     level = getattr(logging, str(args.log_level).upper(), logging.INFO)
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"

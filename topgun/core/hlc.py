@@ -38,6 +38,17 @@ class Timestamp(NamedTuple):
     @classmethod
     def from_wire(cls, obj: object) -> Timestamp:
         """Validate a ``{millis, counter, nodeId}`` object from a peer."""
+        if obj.__class__ is dict:  # the common case checked inline: this runs once per op
+            m, c, n = obj.get("millis"), obj.get("counter"), obj.get("nodeId")
+            if (
+                ((m.__class__ is float and m.is_integer()) or m.__class__ is int)
+                and 0 <= m <= _MAX_MILLIS
+                and c.__class__ is int
+                and 0 <= c <= _MAX_COUNTER
+                and n.__class__ is str
+                and len(n) <= 256
+            ):
+                return cls(int(m), c, n)
         if not isinstance(obj, dict):
             raise ProtocolError("timestamp must be an object {millis, counter, nodeId}")
         millis = _whole_number(obj.get("millis"), "timestamp.millis", 0, _MAX_MILLIS)

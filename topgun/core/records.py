@@ -47,6 +47,8 @@ class LWWRecord:
 
     @classmethod
     def from_wire(cls, obj: object) -> LWWRecord:
+        if obj.__class__ is dict and obj.get("ttlMs") is None:  # the common case, once per op
+            return cls(obj.get("value"), Timestamp.from_wire(obj.get("timestamp")))
         if not isinstance(obj, dict):
             raise ProtocolError("record must be an object {value, timestamp, ttlMs?}")
         ttl = obj.get("ttlMs")

@@ -11,17 +11,27 @@ from collections.abc import Iterator
 from typing import Any
 
 from topgun.core.hashing import PARTITION_COUNT, fnv1a_utf16
+from topgun.core.hlc import Timestamp
 from topgun.core.merkle import MerkleTree, entry_hash
-from topgun.core.records import LWWMap, LWWRecord
+from topgun.core.packed import RecordPacker
+from topgun.core.records import LWWRecord
 
 Triple = tuple[str, str, LWWRecord]
 """(map name, key, record)."""
 
 
 class PartitionStore:
+    """Per partition, per map: key → the record in its held form (:mod:`topgun.core.packed`).
+
+    Reads hand out fresh :class:`LWWRecord` s; nothing outside sees the held bytes.
+    """
+
+    __slots__ = ("_packer", "_parts", "_trees")
+
     def __init__(self, partition_count: int = PARTITION_COUNT) -> None:
-        self._parts: list[dict[str, LWWMap]] = [{} for _ in range(partition_count)]
+        self._parts: list[dict[str, dict[str, bytes]]] = [{} for _ in range(partition_count)]
         self._trees: dict[tuple[int, str], MerkleTree] = {}
+        self._packer = RecordPacker()
 
     def merge(self, map_name: str, key: str, record: LWWRecord, pid: int | None = None) -> bool:
         """LWW-merge one record; ``pid`` saves hashing the key again when the caller has it."""
@@ -30,9 +40,11 @@ class PartitionStore:
         maps = self._parts[pid]
         m = maps.get(map_name)
         if m is None:
-            m = maps[map_name] = LWWMap()
-        if not m.merge(key, record):
+            m = maps[map_name] = {}
+        held = m.get(key)
+        if held is not None and not self._packer.newer(record.timestamp, held):
             return False
+        m[key] = self._packer.pack(record)
         tree = self._trees.get((pid, map_name)) if self._trees else None
         if tree is not None:
             tree.update(key, record.timestamp)
@@ -40,16 +52,21 @@ class PartitionStore:
 
     def get(self, map_name: str, key: str) -> LWWRecord | None:
         m = self._parts[fnv1a_utf16(key) % len(self._parts)].get(map_name)
-        return None if m is None else m.record(key)
+        held = None if m is None else m.get(key)
+        return None if held is None else self._packer.unpack(held)
+
+    def _stamps(self, pid: int, map_name: str) -> list[tuple[str, Timestamp]]:
+        m = self._parts[pid].get(map_name)
+        stamp = self._packer.timestamp
+        return [] if m is None else [(k, stamp(h)) for k, h in m.items()]
 
     def tree(self, pid: int, map_name: str) -> MerkleTree:
         """The Merkle tree of one map's records in one partition, built on first use."""
         tree = self._trees.get((pid, map_name))
         if tree is None:
             tree = self._trees[(pid, map_name)] = MerkleTree()
-            m = self._parts[pid].get(map_name)
-            for key, rec in m.items() if m is not None else ():
-                tree.update(key, rec.timestamp)
+            for key, ts in self._stamps(pid, map_name):
+                tree.update(key, ts)
         return tree
 
     def trees(self, map_name: str, pids: list[int]) -> list[MerkleTree]:
@@ -62,12 +79,13 @@ class PartitionStore:
         """Map name → sum of entry hashes of this partition's records: equal on two replicas
         exactly when (barring hash collisions) they hold the same versions. Not cached."""
         return {
-            name: sum(entry_hash(k, r.timestamp) for k, r in m.items()) & 0xFFFFFFFF
-            for name, m in self._parts[pid].items()
+            name: sum(entry_hash(k, ts) for k, ts in self._stamps(pid, name)) & 0xFFFFFFFF
+            for name in self._parts[pid]
         }
 
     def partition_records(self, pid: int) -> list[Triple]:
-        return [(name, k, r) for name, m in self._parts[pid].items() for k, r in m.items()]
+        unpack = self._packer.unpack
+        return [(name, k, unpack(h)) for name, m in self._parts[pid].items() for k, h in m.items()]
 
     def partition_size(self, pid: int) -> int:
         return sum(len(m) for m in self._parts[pid].values())
@@ -75,12 +93,14 @@ class PartitionStore:
     def map_records(
         self, map_name: str, pids: set[int] | None = None
     ) -> Iterator[tuple[str, LWWRecord]]:
+        unpack = self._packer.unpack
         for pid, maps in enumerate(self._parts):
             if pids is not None and pid not in pids:
                 continue
             m = maps.get(map_name)
             if m is not None:
-                yield from m.items()
+                for k, h in list(m.items()):
+                    yield k, unpack(h)
 
     def count(self) -> int:
         return sum(len(m) for maps in self._parts for m in maps.values())

@@ -1,0 +1,1 @@
+"""``topgun bench``: what a local cluster does on this machine, measured as a user would."""

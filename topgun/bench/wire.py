@@ -1,0 +1,110 @@
+"""A lean client-protocol connection for load: pre-encoded frames out, acks checked.
+
+Benchmarks must not measure their own client, so this one skips the smart client's
+routing and storage: it authenticates, sends ``OP_BATCH`` frames built once, and reads
+``OP_ACK`` as plain msgpack maps. Every wait is bounded by ``step_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from topgun.bench.workload import key_for, value_for
+from topgun.core.codec import encode, pack, unpack
+from topgun.core.hlc import Timestamp
+from topgun.core.messages import Auth, ClientOp, OpBatch
+from topgun.core.records import LWWRecord
+
+MAP = "bench"
+WRITER = "bench-writer"
+
+
+def batch_frame(
+    keys: list[str], values: list[Any], millis: int, counter: int = 0, first_id: int = 1
+) -> bytes:
+    ops = tuple(
+        ClientOp(MAP, k, LWWRecord(v, Timestamp(millis, counter, WRITER)), "PUT", str(first_id + n))
+        for n, (k, v) in enumerate(zip(keys, values, strict=True))
+    )
+    return encode(OpBatch(ops))
+
+
+def key_frames(numbers: Sequence[int], batch_size: int, millis: int) -> list[bytes]:
+    """OP_BATCH frames writing ``key_for(i)`` = ``value_for(i)`` for each ``i`` given."""
+    return [
+        batch_frame(
+            [key_for(i) for i in numbers[s : s + batch_size]],
+            [value_for(i) for i in numbers[s : s + batch_size]],
+            millis,
+        )
+        for s in range(0, len(numbers), batch_size)
+    ]
+
+
+class WireClient:
+    def __init__(self, ws: ClientConnection, step_s: float) -> None:
+        self.ws = ws
+        self.step_s = step_s
+        self._next_query = 0
+
+    @classmethod
+    async def open(cls, url: str, token: str, step_s: float = 10.0) -> WireClient:
+        ws = await asyncio.wait_for(connect(url, compression=None, open_timeout=step_s), step_s)
+        client = cls(ws, step_s)
+        await client.expect("AUTH_REQUIRED")
+        await asyncio.wait_for(ws.send(encode(Auth(token))), step_s)
+        reply = await client.expect("AUTH_ACK", "AUTH_FAIL")
+        if reply["type"] == "AUTH_FAIL":
+            raise RuntimeError(f"AUTH refused by {url}: {reply.get('error')}")
+        return client
+
+    async def expect(self, *types: str) -> dict[str, Any]:
+        """The next message of one of ``types``; pushes (partition maps, updates) skipped."""
+        deadline = time.monotonic() + self.step_s
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {types} within {self.step_s} s")
+            frame: Any = await asyncio.wait_for(self.ws.recv(), left)
+            msg = unpack(frame)
+            if isinstance(msg, dict) and msg.get("type") in types:
+                return msg
+
+    async def send_batch(self, frame: bytes) -> dict[str, Any]:
+        """Send one encoded OP_BATCH; its OP_ACK."""
+        await asyncio.wait_for(self.ws.send(frame), self.step_s)
+        return await self.expect("OP_ACK")
+
+    async def write(self, frame: bytes) -> list[dict[str, Any]]:
+        """Send one encoded OP_BATCH; the per-op results of its OP_ACK."""
+        results = (await self.send_batch(frame)).get("payload", {}).get("results")
+        return results if isinstance(results, list) else []
+
+    async def query_page(self, query: dict[str, Any]) -> dict[str, Any]:
+        """One QUERY_SUB answer's payload; the subscription is dropped again at once."""
+        self._next_query += 1
+        qid = f"bench-q{self._next_query}"
+        sub = {"type": "QUERY_SUB", "payload": {"queryId": qid, "mapName": MAP, "query": query}}
+        await asyncio.wait_for(self.ws.send(pack(sub)), self.step_s)
+        while True:
+            resp = await self.expect("QUERY_RESP")
+            payload = resp.get("payload", {})
+            if payload.get("queryId") == qid:
+                break
+        unsub = {"type": "QUERY_UNSUB", "payload": {"queryId": qid}}
+        await asyncio.wait_for(self.ws.send(pack(unsub)), self.step_s)
+        return payload if isinstance(payload, dict) else {}
+
+    async def close(self) -> None:
+        await asyncio.wait_for(self.ws.close(), self.step_s)
+
+
+def succeeded(results: list[dict[str, Any]]) -> tuple[int, int]:
+    """(acked ops, of which confirmed by every backup: level REPLICATED)."""
+    ok = [r for r in results if r.get("success")]
+    return len(ok), sum(1 for r in ok if r.get("achievedLevel") == "REPLICATED")
