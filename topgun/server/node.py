@@ -64,6 +64,8 @@ class ServerNode:
         self._sessions_changed = asyncio.Event()
         self._client_server: Server | None = None
         self._cluster_server: Server | None = None
+        self._safe: bool | None = None
+        self._last_safe = time.monotonic()
 
     # ------------------------------------------------------------------ state
 
@@ -198,6 +200,21 @@ class ServerNode:
             self.membership.dial_targets()
             self.partitions.maybe_plan()
             self.partitions.kick_migrations()
+            self._observe_safety(now)
+
+    def _observe_safety(self, now: float) -> None:
+        """Metrics for "safe" (every partition owned and backed up in sync); one log line
+        each time the cluster becomes safe again."""
+        p, metrics = self.partitions, self.metrics
+        safe = p.is_safe()
+        if safe:
+            self._last_safe = now
+            if self._safe is False:
+                self.log.info("cluster is safe again: every partition has its owner and backups")
+        self._safe = safe
+        metrics.safe.set(1 if safe else 0)
+        metrics.seconds_since_safe.set(now - self._last_safe)
+        metrics.migrations_in_flight.set(p.migrations_in_flight())
 
     # ------------------------------------------------------------------ the facade
 
@@ -224,6 +241,8 @@ class ServerNode:
             "status": {"running": "UP", "leaving": "LEAVING"}.get(self.state, "DOWN"),
             "members": self.members(),
             "partitionMapVersion": self.table.version if self.table else 0,
+            "safe": self.partitions.is_safe(),
+            "quorum": self.partitions.has_quorum(),
         }
 
     def verify_client_token(self, token: str) -> Principal:

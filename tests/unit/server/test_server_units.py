@@ -152,8 +152,16 @@ class FakeLink:
 
 
 def node_with(owners: dict[int, str], backups: dict[int, tuple[str, ...]], me: str = "a",
-              links: dict[str, FakeLink] | None = None) -> ServerNode:  # fmt: skip
-    node = ServerNode(NodeConfig(node_id=me, jwt_secret=SECRET, cluster_secret=SECRET))
+              links: dict[str, FakeLink] | None = None,
+              min_cluster_size: int = 1) -> ServerNode:  # fmt: skip
+    """A node serving a fixed table. ``min_cluster_size=1`` (the default here) keeps the
+    write-path tests free of quorum concerns; the fencing tests pass 0 (majority)."""
+    node = ServerNode(
+        NodeConfig(
+            node_id=me, jwt_secret=SECRET, cluster_secret=SECRET,
+            min_cluster_size=min_cluster_size,
+        )
+    )  # fmt: skip
     node.state = "running"
     node.membership.me = Member(me, f"h:{me}", f"ws://{me}", node.incarnation)
     own = tuple(owners.get(p, me) for p in range(271))
@@ -261,14 +269,30 @@ def test_not_owner_when_owner_unreachable_or_forwarded_to_wrong_node() -> None:
             "currentOwner": "c",
             "mapVersion": 5,
         }
-        node = node_with({236: "c"}, {}, links={"c": FakeLink("c", PeerGone("c"))})
+        closed = FakeLink("c")
+        closed.closed = True
+        node = node_with({236: "c"}, {}, links={"c": closed})
         [o] = await node.execute([op("key-1", 1)])
-        assert o.error == "NOT_OWNER"
+        assert o.error == "NOT_OWNER" and not closed.requests  # never sent: certainly not applied
         [o] = await node.execute([op("key-1", 1)], forwarded=True)  # no second hop
         assert o.error == "NOT_OWNER" and node.store.get("m", "key-1") is None
         node.partitions.table = None
         [o] = await node.execute([op("key-1", 1)])
         assert o.error == "NOT_OWNER" and o.hint is not None and o.hint.map_version == 0
+
+    asyncio.run(scenario())
+
+
+def test_forward_whose_answer_never_came_is_outcome_unknown_not_a_refusal() -> None:
+    """The owner may have applied a forwarded op whose answer was lost: that is not NOT_OWNER
+    (the issue found a write answered NOT_OWNER stored on the owner)."""
+
+    async def scenario() -> None:
+        for failure in (PeerGone("c"), TimeoutError()):
+            link = FakeLink("c", failure)
+            node = node_with({236: "c"}, {}, links={"c": link})
+            [o] = await node.execute([op("key-1", 1)])
+            assert link.requests and not o.ok and o.error == "OUTCOME_UNKNOWN" and o.hint is None
 
     asyncio.run(scenario())
 
@@ -289,7 +313,8 @@ def test_table_apply_only_newer_and_owner_migrates_to_new_backups() -> None:
             6, (*t.nodes, NodeInfo("b", "ws://b")), t.owners, tuple(("b",) for _ in range(271))
         )
         assert not node.partitions.apply_table(PartitionTable(5, t.nodes, t.owners, t.backups))
-        assert node.partitions.apply_table(newer)
+        assert not node.partitions.apply_table(newer)  # no acks: never committed
+        assert node.partitions.apply_table(newer, ("a",), ("a",))
 
         def ready_items() -> int:
             return sum(len(m["items"]) for m in b.sent if m["t"] == "READY")
