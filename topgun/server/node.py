@@ -26,6 +26,7 @@ from topgun.server.auth import Principal, verify_token
 from topgun.server.client_endpoint import ClientSession
 from topgun.server.config import NodeConfig
 from topgun.server.context import NodeContext
+from topgun.server.healing import Healing
 from topgun.server.http_routes import HttpRoutes
 from topgun.server.membership import Membership
 from topgun.server.operations import Operations, Outcome
@@ -55,6 +56,7 @@ class ServerNode:
         self.operations = Operations(
             ctx, self.membership, self.partitions, self.replication, self.queries
         )
+        self.healing = Healing(ctx, self.membership, self.partitions, self.replication)
         self.replication.table_of = self.queries.table_of = lambda: self.partitions.table
         self.queries.listeners = lambda: self._sessions
         self.partitions.on_table.append(self._push_table)
@@ -117,6 +119,7 @@ class ServerNode:
         self.metrics.members.set(1)
         self.log.info("listening: client %s, cluster %s", self.client_url, self.cluster_address)
         self._maintenance_task = self.ctx.spawn(self._maintenance_loop())
+        self.ctx.spawn(self.healing.run(max(0.2, 2 * cfg.heartbeat_interval_s)))
         self.partitions.maybe_plan()
         self.membership.dial_targets()
 

@@ -35,6 +35,8 @@ from topgun.server.replication import Replication
 from topgun.server.store import Triple
 
 FORWARD_RETRIES = 2
+FAILOVER_WAIT_S = 1.0
+UNREACHABLE = "owner unreachable"
 CLUSTER_MINORITY = "CLUSTER_MINORITY"
 OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
 REPLICATION_TIMEOUT = "REPLICATION_TIMEOUT"
@@ -127,7 +129,7 @@ class Operations:
             elif self.membership.link_for(t.owners[pid]) is not None:
                 remote[t.owners[pid]].append(i)
             else:
-                out[i] = self._not_owner(pid, "owner unreachable")
+                out[i] = self._not_owner(pid, UNREACHABLE)
         waits: list[Any] = []
         if local:
             assert t is not None
@@ -137,6 +139,13 @@ class Operations:
         if waits:
             await asyncio.gather(*waits)
         results = [o if o is not None else Outcome(False, "INTERNAL") for o in out]
+        if (
+            not forwarded and attempt < FORWARD_RETRIES and self.partitions.table is t
+            and any(o.hint is not None and o.hint.message == UNREACHABLE for o in results)
+        ):  # fmt: skip
+            # the owner's link is gone: its failover table is usually milliseconds away; wait
+            # for it (bounded) and retry on it rather than bounce the client
+            await self.partitions.wait_newer(t, FAILOVER_WAIT_S)
         # A refusal caused by a table change while we forwarded: retry on the newer table.
         now_table = self.partitions.table
         retry = [
@@ -220,7 +229,7 @@ class Operations:
         self.ctx.metrics.ops_forwarded.inc(len(idx))
         if link is None or link.closed:
             for i in idx:  # never sent: certainly not applied
-                out[i] = self._not_owner(partition_id(ops[i].key), "owner unreachable")
+                out[i] = self._not_owner(partition_id(ops[i].key), UNREACHABLE)
             return
         try:
             reply = await link.request(

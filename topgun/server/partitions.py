@@ -32,7 +32,7 @@ from topgun.server.peer_link import Member, PeerGone, PeerLink
 from topgun.server.replication import Replication
 from topgun.server.store import triples_to_wire
 
-MIGRATION_CHUNK_RECORDS = 5000
+MIGRATION_CHUNK_RECORDS = 1000
 MAX_ACKS = 1000
 
 
@@ -68,6 +68,7 @@ class PartitionService:
         self.synced: dict[int, set[str]] = {}
         self._migrating: set[tuple[int, str]] = set()
         self.table_changed = asyncio.Event()
+        self._waiters: list[asyncio.Future[None]] = []
         self.on_table: list[Callable[[PartitionTable], None]] = []
         self.bootstrap_at = 0.0
         self.acks: tuple[str, ...] = ()
@@ -155,6 +156,20 @@ class PartitionService:
         return self.unsafe_count() == 0 and all(
             status.get(n, {}).get("unsafe") == 0 for n in t.node_ids() if n != self.ctx.node_id
         )
+
+    async def wait_newer(self, than: PartitionTable | None, timeout: float) -> None:  # noqa: ASYNC109
+        """Return once a table other than ``than`` is served, or after ``timeout`` s."""
+        if self.table is not than:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            if fut in self._waiters:
+                self._waiters.remove(fut)
 
     def holds_partitions(self) -> bool:
         t = self.table
@@ -414,12 +429,22 @@ class PartitionService:
                 self.synced.pop(p, None)
         self.ctx.log.info("serving partition table e%d v%d", new.epoch, new.version)
         self.table_changed.set()
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
         for listener in self.on_table:
             listener(new)
         self.kick_migrations()
         return True
 
     # ------------------------------------------------------------------ migration
+
+    def resync(self, pid: int, backup: str) -> None:
+        """``backup``'s copy of ``pid`` disagreed with ours: copy the partition to it again."""
+        if pid in self.synced and backup in self.synced[pid]:
+            self.synced[pid].discard(backup)
+            self.kick_migrations()
 
     def kick_migrations(self) -> None:
         t = self.table
@@ -436,29 +461,41 @@ class PartitionService:
                 ):
                     todo[b].append(p)
         for b, pids in todo.items():
-            chunk: list[int] = []
-            size = 0
-            for p in pids:
-                chunk.append(p)
-                size += self.ctx.store.partition_size(p)
-                if size >= MIGRATION_CHUNK_RECORDS or p == pids[-1]:
-                    self._migrating.update((p, b) for p in chunk)
-                    self.ctx.spawn(self.migrate(b, chunk))
-                    chunk, size = [], 0
+            self._migrating.update((p, b) for p in pids)
+            self.ctx.spawn(self._stream(b, pids))
 
-    async def migrate(self, target: str, pids: list[int]) -> None:
+    async def _stream(self, target: str, pids: list[int]) -> None:
+        """Copy ``pids`` to ``target`` one bounded chunk at a time, each acknowledged before
+        the next is built, so a big handover never holds the event loop (heartbeats, writes)
+        for more than one chunk's worth of records."""
+        left = list(pids)
+        try:
+            while left:
+                chunk: list[int] = []
+                size = 0
+                while left and (not chunk or size < MIGRATION_CHUNK_RECORDS):
+                    p = left.pop(0)
+                    chunk.append(p)
+                    size += self.ctx.store.partition_size(p)
+                if not await self.migrate(target, chunk):
+                    return
+        finally:
+            self._migrating.difference_update((p, target) for p in left)
+
+    async def migrate(self, target: str, pids: list[int]) -> bool:
+        """Send whole partitions to ``target``; False when the target is gone."""
         m = self.membership
         try:
             link = m.link_for(target)
             incarnation = m.incarnation_of(target)
             if link is None:
-                return
+                return False
             store = self.ctx.store
             parts = [[p, triples_to_wire(store.partition_records(p))] for p in pids]
             await link.request({"t": "MIGRATE", "parts": parts}, self.ctx.config.request_timeout_s)
             t = self.table
             if m.incarnation_of(target) != incarnation or link.closed:
-                return  # the target died (or restarted) meanwhile: its copy does not count
+                return False  # the target died (or restarted) meanwhile: its copy does not count
             done = {
                 (p, target)
                 for p in pids
@@ -471,8 +508,10 @@ class PartitionService:
                 self.ready |= done
                 m.broadcast({"t": "READY", "items": self._ready_wire(done)})
                 self.maybe_plan()
+            return True
         except (PeerGone, TimeoutError) as exc:
             self.ctx.log.info("migration to %s interrupted: %r", target, exc)
+            return False
         finally:
             self._migrating.difference_update((p, target) for p in pids)
 

@@ -63,6 +63,10 @@ class PartitionStore:
     def partition_records(self, pid: int) -> list[Triple]:
         return [(name, k, r) for name, m in self._parts[pid].items() for k, r in m.items()]
 
+    def partition_maps(self, pid: int) -> list[str]:
+        """Names of the maps with records in this partition."""
+        return list(self._parts[pid])
+
     def partition_size(self, pid: int) -> int:
         return sum(len(m) for m in self._parts[pid].values())
 
