@@ -28,12 +28,14 @@ import asyncio
 import json
 import os
 import random
+import re
 import signal
 import statistics
 import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -70,7 +72,8 @@ class Run:
     events: list[tuple[str, str, float, float]] = field(default_factory=list)
     """(kind, node, start, end): pauses (SIGSTOP..SIGCONT) and kills (kill..restarted)."""
     rejoined: dict[float, float] = field(default_factory=dict)
-    """pause start → when the paused node served a majority's table again."""
+    """pause start → when the paused node served the majority's table again (wall clock)."""
+    majority_version: dict[float, int] = field(default_factory=dict)
     tables_at_kill: dict[float, PartitionTable] = field(default_factory=dict)
     failover: list[float] = field(default_factory=list)
     """Per kill: seconds from the kill to the probe's first acknowledged write on its keys."""
@@ -137,7 +140,7 @@ async def writer(
         run.answers[code] = run.answers.get(code, 0) + 1
         if code == "ok":
             run.acked[key] = value
-            run.ok_by.append((time.monotonic(), node, key))
+            run.ok_by.append((time.time(), node, key))
     for conn in conns.values():
         conn.ws.transport.abort()
 
@@ -185,7 +188,7 @@ async def nemesis(mode: str, cluster: ProcessCluster, run: Run, args: Any, until
     await asyncio.sleep(1.0)
     while time.monotonic() + (args.pause if mode == "pause" else 0) < until:
         victim = rng.choice(cluster.order)
-        started = time.monotonic()
+        started, began = time.monotonic(), time.time()
         if mode == "pause":
             pid = cluster.procs[victim].popen.pid
             os.kill(pid, signal.SIGSTOP)
@@ -196,15 +199,16 @@ async def nemesis(mode: str, cluster: ProcessCluster, run: Run, args: Any, until
                 key=lambda qv: qv[1],
             )[1]
             os.kill(pid, signal.SIGCONT)
-            resumed = time.monotonic()
-            run.events.append(("pause", victim, started, resumed))
-            deadline = resumed + 20
+            resumed = time.time()
+            run.events.append(("pause", victim, began, resumed))
+            run.majority_version[began] = majority
+            deadline = time.monotonic() + 20
             while time.monotonic() < deadline:  # until it serves the majority's newer table
                 quorum, version = await asyncio.to_thread(served_version, cluster, victim, token)
                 if quorum and version >= majority:
                     break
                 await asyncio.sleep(0.05)
-            run.rejoined[started] = time.monotonic()
+            run.rejoined[began] = time.time()  # an upper bound; the log says exactly
         else:
             table = cluster.any_table()
             others = [n for n in cluster.order if n != victim]
@@ -220,6 +224,26 @@ async def nemesis(mode: str, cluster: ProcessCluster, run: Run, args: Any, until
             run.events.append(("kill", victim, killed, time.monotonic()))
             await probing
         await asyncio.sleep(max(0.0, started + args.every - time.monotonic()))
+
+
+SERVING = re.compile(
+    r"^(\S+ \S+) INFO topgun\.server \[[^]]+\] serving partition table e\d+ v(\d+)"
+)
+
+
+def rejoined_from_logs(cluster: ProcessCluster, run: Run) -> None:
+    """When each paused node applied the majority's table after waking, from its own log."""
+    for kind, victim, began, resumed in run.events:
+        if kind != "pause":
+            continue
+        for line in cluster.logs(victim).splitlines():
+            m = SERVING.match(line)
+            if m is None:
+                continue
+            at = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            if at >= resumed - 0.001 and int(m.group(2)) >= run.majority_version[began]:
+                run.rejoined[began] = min(run.rejoined.get(began, at), at)
+                break
 
 
 async def read_back(cluster: ProcessCluster, token: str) -> dict[str, Any]:
@@ -271,6 +295,7 @@ async def one_run(mode: str, args: Any, index: int) -> bool:
         )
         safe = await asyncio.to_thread(wait_safe, cluster, token, SETTLE_S)
         stored = await read_back(cluster, token)
+        rejoined_from_logs(cluster, run)
     finally:
         await asyncio.to_thread(cluster.close)
     lost = [k for k, v in run.acked.items() if stored.get(k) != v]

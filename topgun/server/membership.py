@@ -218,6 +218,7 @@ class Membership:
             self.ctx.log.info("member left: %s", node_id)
             self.broadcast(self.gossip_msg("MEMBERS"))  # peers' views settle sooner
             self._changed()
+            self.dial_targets()  # a link that dropped under us (not a death) comes back now
 
     def abort_all(self) -> None:
         for link in self.all_links():

@@ -409,7 +409,11 @@ class PartitionService:
             elif new.key < old.key:
                 refused.labels(reason="stale").inc()
             return False
-        if not own and not committed(acks, voters, self.ctx.config.min_cluster_size):
+        known = set(new.node_ids()) | set(old.node_ids() if old is not None else voters)
+        if not own and (
+            not committed(acks, voters, self.ctx.config.min_cluster_size)
+            or not set(voters) <= known  # voters are nodes of our table or of the new one
+        ):
             refused.labels(reason="uncommitted").inc()
             self.ctx.log.warning("refused table e%d v%d: acks %s are no quorum", *new.key, acks)
             return False

@@ -363,3 +363,76 @@ def test_rejoining_member_loses_stale_readiness_and_dead_migration_target_does_n
             t.cancel()
 
     asyncio.run(scenario())
+
+
+# --- fencing ------------------------------------------------------------------------------
+
+
+def three_node_table_node(**kw: Any) -> ServerNode:
+    """Node a of a 3-node table {a, b, c}, majority rules; a owns key-1's partition."""
+    return node_with({236: "a", 0: "b"}, {236: ("b",), 0: ("c",)}, min_cluster_size=0, **kw)
+
+
+def test_a_minority_node_refuses_writes_and_an_owner_without_lease_too() -> None:
+    async def scenario() -> None:
+        alone = three_node_table_node()  # c and b unreachable: 1 of 3
+        outcomes = await alone.execute([op("key-1", 1), op("other", 2, "2")])
+        assert all(o.error and o.error.startswith("CLUSTER_MINORITY") for o in outcomes)
+        assert alone.store.get("m", "key-1") is None and alone.store.get("m", "other") is None
+        alone.partitions.maybe_plan()  # it is the authority, but plans nothing
+        assert alone.table is not None and alone.table.version == 5 and not alone.ctx.tasks
+        # linked to b: a majority, but the lease needs b to have answered a heartbeat
+        node = three_node_table_node(links={"b": FakeLink("b")})
+        [o] = await node.execute([op("key-1", 1)])
+        assert o.error is not None and "lease" in o.error and node.store.get("m", "key-1") is None
+        node.membership.lease.confirm("b", time.monotonic())
+        [o] = await node.execute([op("key-1", 1)])
+        assert o.ok
+
+    asyncio.run(scenario())
+
+
+def test_a_stall_is_not_a_death_but_silence_after_it_is() -> None:
+    async def scenario() -> None:
+        node = three_node_table_node()
+        link = FakeLink("b")
+        aborted: list[str] = []
+        link.abort = lambda: aborted.append("b")  # type: ignore[attr-defined]
+        link.last_recv = 100.0  # type: ignore[attr-defined]
+        link.remote = Member("b", "h:b", "ws://b", "inc")  # type: ignore[attr-defined]
+        link.remote_extra = {}  # type: ignore[attr-defined]
+        node.membership.link_up(link, link.remote)  # type: ignore[arg-type, attr-defined]
+        detector = node.membership._detectors[link]  # type: ignore[index]
+        detector.restart(100.0)
+        node.membership._last_tick = 100.0
+        node.membership.heartbeat(106.0)  # our tick is 5.5 s late: we were stopped, not b
+        assert not aborted and node.metrics.stalls._value.get() == 1  # type: ignore[attr-defined]
+        node.membership.heartbeat(106.5)
+        assert not aborted
+        cfg = node.config
+        now = 106.5
+        while not aborted and now < 106.0 + cfg.max_silence_s + 1:  # on time; b stays silent
+            now += cfg.heartbeat_interval_s
+            node.membership.heartbeat(now)
+        assert aborted == ["b"]
+        assert cfg.min_silence_s <= now - 106.0 <= cfg.max_silence_s + cfg.heartbeat_interval_s
+        for task in list(node.ctx.tasks):
+            task.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_forged_or_stale_table_from_a_peer_is_refused_and_counted() -> None:
+    node = node_with({}, {}, min_cluster_size=0)
+    t = node.table
+    assert t is not None
+    refused = node.metrics.tables_refused
+    same_key_other_owners = PartitionTable(5, t.nodes, tuple("x" for _ in range(271)), t.backups)
+    assert not node.partitions.apply_table(same_key_other_owners, ("a",), ("a",))
+    assert refused.labels(reason="forged")._value.get() == 1  # type: ignore[attr-defined]
+    assert not node.partitions.apply_table(PartitionTable(4, t.nodes, t.owners, t.backups))
+    assert refused.labels(reason="stale")._value.get() == 1  # type: ignore[attr-defined]
+    newer = PartitionTable(6, t.nodes, t.owners, t.backups)
+    assert not node.partitions.apply_table(newer, ("x", "y"), ("a", "x", "y"))  # no quorum
+    assert refused.labels(reason="uncommitted")._value.get() == 1  # type: ignore[attr-defined]
+    assert node.table is t
