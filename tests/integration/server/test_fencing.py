@@ -89,6 +89,9 @@ def test_records_stranded_on_a_former_owner_reach_the_owner_and_its_backups() ->
     async def scenario() -> None:
         nodes = await start_cluster(["node-a", "node-b", "node-c"])
         try:
+            await wait_until(
+                lambda: all(n.partitions.is_safe() for n in nodes), 10.0, "a settled cluster"
+            )
             t = nodes[0].table
             assert t is not None
             pid = partition_id("stranded-1")
