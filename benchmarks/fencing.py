@@ -174,10 +174,12 @@ async def probe(
 
 
 def served_version(cluster: ProcessCluster, node: str, token: str) -> tuple[bool, int]:
+    """(has a quorum, table version) from /health; a node without the quorum field (an older
+    build, for before/after figures) counts as having one."""
     url = cluster.client_url(node).replace("ws://", "http://") + "/health"
     try:
         h = http_json(url, token)
-        return bool(h.get("quorum")), int(h.get("partitionMapVersion", 0))
+        return bool(h.get("quorum", True)), int(h.get("partitionMapVersion", 0))
     except Exception:
         return False, 0
 
@@ -270,8 +272,9 @@ def wait_safe(cluster: ProcessCluster, token: str, within: float) -> bool:
                 http_json(cluster.client_url(n).replace("ws://", "http://") + "/health", token)
                 for n in cluster.order
             ]
-            if all(h.get("safe") for h in healths):
-                return True
+            versions = {h.get("partitionMapVersion") for h in healths}
+            if all(h.get("safe", True) for h in healths) and len(versions) == 1:
+                return True  # (a node without the "safe" field: one table everywhere)
         except Exception:
             pass
         time.sleep(0.2)
