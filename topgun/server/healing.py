@@ -5,10 +5,11 @@ owns (some applied but never confirmed), and a backup may disagree with its owne
 replication that timed out). Every turn, each node compares the Merkle roots of partitions it
 holds but does not own with the current owner's (``AE_DIGESTS``: one small message per owner,
 at most :data:`DIGESTS_PER_TURN` partitions), and for each partition whose roots differ pushes
-its records to the owner in bounded chunks (``AE_PUSH``, each acknowledged before the next is
-built). The owner LWW-merges them, copies what changed to its backups before acknowledging,
-and when the pusher is one of its backups, re-copies the partition to it (migration), so
-both ends agree. Only the differences cost more than a digest: a healthy rejoin moves nothing.
+its records to the owner in bounded chunks as migrations do (``AE_PUSH``, each acknowledged
+before the next is built). The owner LWW-merges them, copies what changed to its backups
+before acknowledging, and when the pusher is one of its backups, re-copies the partition to it
+(migration), so both ends agree. Only the differences cost more than a digest: a healthy
+rejoin moves nothing.
 
 Only partitions whose local copy did not change since the previous turn are compared, so a
 backup under a stream of writes does not mistake replication still in flight for a
@@ -27,13 +28,12 @@ from topgun.core.errors import ClockSkewError, ProtocolError
 from topgun.core.hashing import PARTITION_COUNT
 from topgun.server.context import NodeContext
 from topgun.server.membership import Membership
-from topgun.server.partitions import PartitionService
+from topgun.server.partitions import MIGRATION_CHUNK_RECORDS, PartitionService
 from topgun.server.peer_link import PeerGone, PeerLink
 from topgun.server.replication import Replication
 from topgun.server.store import Triple, triples_from_wire, triples_to_wire
 
 DIGESTS_PER_TURN = 64
-PUSH_CHUNK_RECORDS = 1000
 
 Digest = dict[str, int]
 
@@ -126,9 +126,9 @@ class Healing:
 
     async def _push(self, link: PeerLink, pid: int, timeout: float) -> int:  # noqa: ASYNC109
         records = self.ctx.store.partition_records(pid)
-        for start in range(0, max(len(records), 1), PUSH_CHUNK_RECORDS):
-            chunk = records[start : start + PUSH_CHUNK_RECORDS]
-            last = start + PUSH_CHUNK_RECORDS >= len(records)
+        for start in range(0, max(len(records), 1), MIGRATION_CHUNK_RECORDS):
+            chunk = records[start : start + MIGRATION_CHUNK_RECORDS]
+            last = start + MIGRATION_CHUNK_RECORDS >= len(records)
             msg = {"t": "AE_PUSH", "pid": pid, "recs": triples_to_wire(chunk), "done": last}
             await link.request(msg, timeout)
         return len(records)

@@ -32,7 +32,9 @@ from topgun.server.peer_link import Member, PeerGone, PeerLink
 from topgun.server.replication import Replication
 from topgun.server.store import triples_to_wire
 
-MIGRATION_CHUNK_RECORDS = 1000
+MIGRATION_CHUNK_RECORDS = 250
+"""Records per migration or repair message: small enough that building, sending and merging
+one never holds the loop long (a failover measured p50 150+ ms with 1000, 66 ms with 250)."""
 MAX_ACKS = 1000
 
 
