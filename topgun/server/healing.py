@@ -82,15 +82,17 @@ class Healing:
             return 0
         me, store = self.ctx.node_id, self.ctx.store
         asks: dict[str, list[tuple[int, Digest]]] = defaultdict(list)
-        scanned = 0
-        while scanned < PARTITION_COUNT and sum(map(len, asks.values())) < DIGESTS_PER_TURN:
+        scanned = digests = 0
+        while scanned < PARTITION_COUNT and digests < DIGESTS_PER_TURN:
             p = self._cursor
             self._cursor = (self._cursor + 1) % t.partition_count
             scanned += 1
             owner = t.owners[p]
             if owner == me or store.partition_size(p) == 0:
                 continue
-            dig = self.digest(p)
+            digests += 1
+            dig = self.digest(p)  # the first one builds the partition's trees: yield after it
+            await asyncio.sleep(0)
             quiet = self._previous.get(p) == dig
             self._previous[p] = dig
             if quiet and self._reconciled.get(p) != (owner, dig):
@@ -110,12 +112,13 @@ class Healing:
             reply = await link.request(
                 {"t": "AE_DIGESTS", "items": [[p, d] for p, d in items]}, timeout
             )
-            differs = reply.get("differs")
+            differs, elsewhere = reply.get("differs"), reply.get("notOwner")
             differing = set(differs) if isinstance(differs, list) else set()
+            not_owned = set(elsewhere) if isinstance(elsewhere, list) else set()
             for p, dig in items:
                 if p in differing:
                     pushed += await self._push(link, p, timeout)
-                if reply.get("owner") is True or p in differing:
+                if p not in not_owned:  # equal, or pushed: reconciled with this owner
                     self._reconciled[p] = (owner, dig)
         except (PeerGone, TimeoutError) as exc:
             self.ctx.log.info("anti-entropy with %s interrupted: %r", owner, exc)
@@ -139,19 +142,19 @@ class Healing:
         t = self.partitions.table
         items = msg.get("items")
         differs: list[int] = []
-        owner = True
+        not_owner: list[int] = []
         for item in items[:DIGESTS_PER_TURN] if isinstance(items, list) else []:
             if not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], int):
                 continue
             p = item[0]
             if t is None or not 0 <= p < t.partition_count or t.owners[p] != self.ctx.node_id:
-                owner = False
+                not_owner.append(p)
                 continue
             theirs = _digest_from_wire(item[1])
             ours = self.digest(p)
             if any(ours.get(m, 0) != theirs.get(m, 0) for m in {*ours, *theirs}):
                 differs.append(p)
-        return link.reply(msg, {"t": "AE_DIFFERS", "differs": differs, "owner": owner})
+        return link.reply(msg, {"t": "AE_DIFFERS", "differs": differs, "notOwner": not_owner})
 
     async def _on_push(self, link: PeerLink, msg: dict[str, Any]) -> None:
         ok = True
