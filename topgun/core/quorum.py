@@ -50,13 +50,11 @@ def has_quorum(
 @dataclass(frozen=True, slots=True)
 class Proposal:
     """A table a proposer wants committed: its key, the key of the table it was planned from,
-    the nodes the new table drops, and a content fingerprint (two proposals with one key and
-    different fingerprints are different tables)."""
+    and the nodes the new table drops."""
 
     key: TableKey
     base: TableKey
     dropped: frozenset[str] = frozenset()
-    fingerprint: int = 0
 
 
 class Acceptor:
@@ -65,8 +63,6 @@ class Acceptor:
     def __init__(self) -> None:
         self.epoch = 0
         self.version = 0
-        self.accepted: dict[int, int] = {}
-        """version → fingerprint of the proposal this voter accepted for it (recent ones)."""
 
     def observe(self, key: TableKey) -> None:
         """A committed table was applied here: never accept anything not newer."""
@@ -84,9 +80,6 @@ class Acceptor:
         if p.dropped & set(alive):
             return False
         self.epoch, self.version = epoch, version
-        self.accepted[version] = p.fingerprint
-        if len(self.accepted) > 64:
-            del self.accepted[min(self.accepted)]
         return True
 
 

@@ -87,10 +87,6 @@ class PartitionTable:
         """(epoch, version): the order in which nodes apply tables."""
         return (self.epoch, self.version)
 
-    def fingerprint(self) -> int:
-        """A hash of the contents (not the stamps): equal tables, equal fingerprints."""
-        return hash((self.nodes, self.owners, self.backups))
-
     def same_contents(self, other: PartitionTable) -> bool:
         return (self.nodes, self.owners, self.backups) == (other.nodes, other.owners, other.backups)
 

@@ -330,9 +330,7 @@ class PartitionService:
         if self.ctx.state == "leaving":
             alive = [n for n in alive if n != self.ctx.node_id]
         current = old.key if old is not None else (0, 0)
-        return self.acceptor.consider(
-            Proposal(table.key, base, dropped, table.fingerprint()), current, alive
-        )
+        return self.acceptor.consider(Proposal(table.key, base, dropped), current, alive)
 
     async def _on_propose(self, link: PeerLink, msg: dict[str, Any]) -> None:
         ok = False

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from topgun.core.failure_detector import PhiAccrualDetector
 from topgun.core.lease import Lease
 from topgun.core.quorum import Acceptor, Proposal, committed, has_quorum, quorum_size
+from topgun.core.table import NodeInfo, PartitionTable, ideal_assignment
 
 
 def test_quorum_is_a_majority_of_the_last_table_unless_a_minimum_size_is_set() -> None:
@@ -25,7 +26,7 @@ def test_quorum_is_a_majority_of_the_last_table_unless_a_minimum_size_is_set() -
 def test_acceptor_promises_only_move_forward() -> None:
     acc = Acceptor()
     assert acc.consider(Proposal((1, 5), (1, 4)), (1, 4), ["a", "b"])
-    assert not acc.consider(Proposal((1, 5), (1, 4), fingerprint=7), (1, 4), ["a"])  # same slot
+    assert not acc.consider(Proposal((1, 5), (1, 4)), (1, 4), ["a"])  # that slot is promised
     assert not acc.consider(Proposal((0, 9), (1, 4)), (1, 4), ["a"])  # a deposed authority
     assert not acc.consider(Proposal((2, 6), (0, 3)), (1, 4), ["a"])  # planned from a stale table
     assert not acc.consider(Proposal((2, 6), (1, 4), frozenset({"b"})), (1, 4), ["a", "b"])
@@ -60,7 +61,7 @@ def test_no_two_different_tables_commit_under_one_epoch_and_version(
     commits: dict[tuple[int, int], int] = {}
     for proposer, epoch, version, reach in rounds:
         content = proposer * 1000 + epoch * 10 + version  # each proposer plans its own table
-        p = Proposal((epoch, version), (0, 0), fingerprint=content)
+        p = Proposal((epoch, version), (0, 0))
         acks = sum(
             acc.consider(p, (0, 0), []) for i, acc in enumerate(acceptors) if reach & (1 << i)
         )
@@ -130,3 +131,14 @@ def test_restart_forgets_our_own_silence() -> None:
     assert det.is_dead(10.0)  # as it would look right after waking from a 5 s stall
     det.restart(10.0)
     assert not det.is_dead(10.5) and det.is_dead(13.0)
+
+
+def test_tables_are_ordered_by_epoch_then_version_and_clients_never_see_the_epoch() -> None:
+    owners, backups = ideal_assignment(["a", "b"])
+    nodes = (NodeInfo("a", "ws://a"), NodeInfo("b", "ws://b"))
+    t1 = PartitionTable(7, nodes, owners, backups, epoch=1)
+    t2 = PartitionTable(8, nodes, owners, backups, epoch=2)
+    assert t1.key < t2.key and t1.same_contents(t2) and t1 != t2
+    wire = t2.to_wire()
+    assert "epoch" not in wire and wire["version"] == 8  # the PARTITION_MAP clients know
+    assert PartitionTable.from_wire(wire).epoch == 0
