@@ -28,9 +28,9 @@ from topgun.core.errors import ClockSkewError, ProtocolError
 from topgun.core.hashing import PARTITION_COUNT
 from topgun.server.context import NodeContext
 from topgun.server.membership import Membership
-from topgun.server.partitions import MIGRATION_CHUNK_RECORDS, PartitionService
+from topgun.server.migration import MIGRATION_CHUNK_RECORDS, Migrations
+from topgun.server.partitions import PartitionService
 from topgun.server.peer_link import PeerGone, PeerLink
-from topgun.server.replication import Replication
 from topgun.server.store import Triple, triples_from_wire, triples_to_wire
 
 DIGESTS_PER_TURN = 64
@@ -52,12 +52,13 @@ class Healing:
         ctx: NodeContext,
         membership: Membership,
         partitions: PartitionService,
-        replication: Replication,
+        migrations: Migrations,
     ) -> None:
         self.ctx = ctx
         self.membership = membership
         self.partitions = partitions
-        self.replication = replication
+        self.migrations = migrations
+        self.replication = migrations.replication
         self._previous: dict[int, Digest] = {}
         """Our digest of each held partition at the previous turn (quiet check)."""
         self._reconciled: dict[int, tuple[str, Digest]] = {}
@@ -167,7 +168,7 @@ class Healing:
                 msg.get("done") is True and isinstance(pid, int) and t is not None
                 and 0 <= pid < t.partition_count and link.node_id in t.backups[pid]
             ):  # fmt: skip
-                self.partitions.resync(pid, link.node_id)
+                self.migrations.resync(pid, link.node_id)
         except (ProtocolError, ValueError) as exc:
             self.ctx.log.warning("bad AE_PUSH from %s: %s", link.node_id, exc)
             ok = False

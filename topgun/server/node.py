@@ -29,6 +29,7 @@ from topgun.server.context import NodeContext
 from topgun.server.healing import Healing
 from topgun.server.http_routes import HttpRoutes
 from topgun.server.membership import Membership
+from topgun.server.migration import Migrations
 from topgun.server.operations import Operations, Outcome
 from topgun.server.partitions import PartitionService
 from topgun.server.peer_link import Member
@@ -51,12 +52,13 @@ class ServerNode:
         self.incarnation = ctx.incarnation
         self.membership = Membership(ctx, cluster_secret)
         self.replication = Replication(ctx, self.membership)
-        self.partitions = PartitionService(ctx, self.membership, self.replication)
+        self.partitions = PartitionService(ctx, self.membership)
         self.queries = QueryService(ctx, self.membership)
         self.operations = Operations(
             ctx, self.membership, self.partitions, self.replication, self.queries
         )
-        self.healing = Healing(ctx, self.membership, self.partitions, self.replication)
+        self.migrations = Migrations(ctx, self.membership, self.partitions, self.replication)
+        self.healing = Healing(ctx, self.membership, self.partitions, self.migrations)
         self.replication.table_of = self.queries.table_of = lambda: self.partitions.table
         self.queries.listeners = lambda: self._sessions
         self.partitions.on_table.append(self._push_table)
@@ -202,7 +204,7 @@ class ServerNode:
                 session.check_idle(now, cfg.client_idle_timeout_s)
             self.membership.dial_targets()
             self.partitions.maybe_plan()
-            self.partitions.kick_migrations()
+            self.migrations.kick()
             self._observe_safety(now)
 
     def _observe_safety(self, now: float) -> None:
@@ -217,7 +219,7 @@ class ServerNode:
         self._safe = safe
         metrics.safe.set(1 if safe else 0)
         metrics.seconds_since_safe.set(now - self._last_safe)
-        metrics.migrations_in_flight.set(p.migrations_in_flight())
+        metrics.migrations_in_flight.set(len(self.migrations.in_flight))
 
     # ------------------------------------------------------------------ the facade
 

@@ -9,7 +9,7 @@ the acks) only once a quorum of the voters (the nodes of the current table) acce
 table only when its (epoch, version) is newer and its acks make a quorum, so the version is
 strictly increasing cluster-wide and one version never names two tables.
 A node becomes owner or backup of a partition only once it holds the data (``ready``), which
-the owner makes true by migrating the partition to it.
+the owner makes true by migrating the partition to it (:mod:`migration`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -28,13 +27,8 @@ from topgun.core.rebalance import plan
 from topgun.core.table import NodeInfo, NodeStatus, PartitionTable
 from topgun.server.context import NodeContext
 from topgun.server.membership import Membership, send_quiet
-from topgun.server.peer_link import Member, PeerGone, PeerLink
-from topgun.server.replication import Replication
-from topgun.server.store import triples_to_wire
+from topgun.server.peer_link import Member, PeerLink
 
-MIGRATION_CHUNK_RECORDS = 250
-"""Records per migration or repair message: small enough that building, sending and merging
-one never holds the loop long (a failover measured p50 150+ ms with 1000, 66 ms with 250)."""
 MAX_ACKS = 1000
 
 
@@ -60,15 +54,15 @@ def _epoch_from_wire(raw: object) -> int:
 
 
 class PartitionService:
-    def __init__(self, ctx: NodeContext, membership: Membership, replication: Replication) -> None:
+    def __init__(self, ctx: NodeContext, membership: Membership) -> None:
         self.ctx = ctx
         self.membership = membership
-        self.replication = replication
         self.table: PartitionTable | None = None
         self.max_version = 0
         self.ready: set[tuple[int, str]] = set()
         self.synced: dict[int, set[str]] = {}
-        self._migrating: set[tuple[int, str]] = set()
+        self.copies_in_flight: Callable[[], int] = lambda: 0
+        """How many partition copies are being sent from here (set by the migrations)."""
         self.table_changed = asyncio.Event()
         self._waiters: list[asyncio.Future[None]] = []
         self.on_table: list[Callable[[PartitionTable], None]] = []
@@ -82,8 +76,7 @@ class PartitionService:
         self._proposing = False
         self._replan = False
         membership.handlers.update(
-            TABLE=self._on_table_msg, READY=self._on_ready, MIGRATE=self._on_migrate,
-            PROPOSE=self._on_propose,
+            TABLE=self._on_table_msg, READY=self._on_ready, PROPOSE=self._on_propose,
         )  # fmt: skip
         membership.on_up.append(self._member_up)
         membership.on_down.append(self._member_down)
@@ -140,10 +133,7 @@ class PartitionService:
             return PARTITION_COUNT
         me = self.ctx.node_id
         behind = sum(1 for p, synced in self.synced.items() if not {*t.backups[p]} - {me} <= synced)
-        return behind + len(self._migrating)
-
-    def migrations_in_flight(self) -> int:
-        return len(self._migrating)
+        return behind + self.copies_in_flight()
 
     def is_safe(self) -> bool:
         """Every partition's owner and backups are live and every owner reports its backups
@@ -194,11 +184,9 @@ class PartitionService:
         if self.table is not None:
             self.ctx.spawn(send_quiet(link, self.table_msg()))
         self.maybe_plan()
-        self.kick_migrations()
 
     def _member_down(self, node_id: str) -> None:
         self.ready = {r for r in self.ready if r[1] != node_id}
-        self._migrating = {m for m in self._migrating if m[1] != node_id}
 
     # ------------------------------------------------------------------ authority
 
@@ -347,7 +335,7 @@ class PartitionService:
 
     # ------------------------------------------------------------------ table
 
-    def _ready_wire(self, items: set[tuple[int, str]]) -> list[list[Any]]:
+    def ready_wire(self, items: set[tuple[int, str]]) -> list[list[Any]]:
         return [[p, n, self.membership.incarnation_of(n)] for p, n in sorted(items)]
 
     def _accept_ready(self, raw: object) -> bool:
@@ -372,7 +360,7 @@ class PartitionService:
         return {
             "t": "TABLE", "table": self.table.to_wire(), "epoch": self.table.epoch,
             "acks": list(self.acks), "voters": list(self.acked_voters),
-            "ready": self._ready_wire(self.ready),
+            "ready": self.ready_wire(self.ready),
         }  # fmt: skip
 
     def apply_table_msg(self, msg: dict[str, Any]) -> bool:
@@ -439,94 +427,4 @@ class PartitionService:
                 fut.set_result(None)
         for listener in self.on_table:
             listener(new)
-        self.kick_migrations()
         return True
-
-    # ------------------------------------------------------------------ migration
-
-    def resync(self, pid: int, backup: str) -> None:
-        """``backup``'s copy of ``pid`` disagreed with ours: copy the partition to it again."""
-        if pid in self.synced and backup in self.synced[pid]:
-            self.synced[pid].discard(backup)
-            self.kick_migrations()
-
-    def kick_migrations(self) -> None:
-        t = self.table
-        if t is None or not self.ctx.serving:
-            return
-        todo: dict[str, list[int]] = defaultdict(list)
-        for p, synced in self.synced.items():
-            for b in t.backups[p]:
-                if (
-                    b != self.ctx.node_id
-                    and b not in synced
-                    and (p, b) not in self._migrating
-                    and self.membership.link_for(b) is not None
-                ):
-                    todo[b].append(p)
-        for b, pids in todo.items():
-            self._migrating.update((p, b) for p in pids)
-            self.ctx.spawn(self._stream(b, pids))
-
-    async def _stream(self, target: str, pids: list[int]) -> None:
-        """Copy ``pids`` to ``target`` one bounded chunk at a time, each acknowledged before
-        the next is built, so a big handover never holds the event loop (heartbeats, writes)
-        for more than one chunk's worth of records."""
-        left = list(pids)
-        try:
-            while left:
-                chunk: list[int] = []
-                size = 0
-                while left and (not chunk or size < MIGRATION_CHUNK_RECORDS):
-                    p = left.pop(0)
-                    chunk.append(p)
-                    size += self.ctx.store.partition_size(p)
-                if not await self.migrate(target, chunk):
-                    return
-        finally:
-            self._migrating.difference_update((p, target) for p in left)
-
-    async def migrate(self, target: str, pids: list[int]) -> bool:
-        """Send whole partitions to ``target``; False when the target is gone."""
-        m = self.membership
-        try:
-            link = m.link_for(target)
-            incarnation = m.incarnation_of(target)
-            if link is None:
-                return False
-            store = self.ctx.store
-            parts = [[p, triples_to_wire(store.partition_records(p))] for p in pids]
-            await link.request({"t": "MIGRATE", "parts": parts}, self.ctx.config.request_timeout_s)
-            t = self.table
-            if m.incarnation_of(target) != incarnation or link.closed:
-                return False  # the target died (or restarted) meanwhile: its copy does not count
-            done = {
-                (p, target)
-                for p in pids
-                if t is not None and t.owners[p] == self.ctx.node_id and target in t.backups[p]
-            }
-            for p, b in done:
-                self.synced.setdefault(p, set()).add(b)
-            self.ctx.metrics.migrations.inc(len(done))
-            if done:
-                self.ready |= done
-                m.broadcast({"t": "READY", "items": self._ready_wire(done)})
-                self.maybe_plan()
-            return True
-        except (PeerGone, TimeoutError) as exc:
-            self.ctx.log.info("migration to %s interrupted: %r", target, exc)
-            return False
-        finally:
-            self._migrating.difference_update((p, target) for p in pids)
-
-    async def _on_migrate(self, link: PeerLink, msg: dict[str, Any]) -> None:
-        parts = msg.get("parts")
-        ok = True
-        if isinstance(parts, list):
-            for part in parts:
-                if isinstance(part, list) and len(part) == 2:
-                    try:
-                        self.replication.merge_records(part[1])
-                    except (ProtocolError, ValueError):
-                        ok = False
-        await link.reply(msg, {"t": "MIGRATE_ACK", "ok": ok})

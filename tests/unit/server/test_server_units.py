@@ -353,7 +353,7 @@ def test_rejoining_member_loses_stale_readiness_and_dead_migration_target_does_n
         gate = asyncio.Event()
         link.gate = gate
         node.partitions.ready.clear()
-        task = asyncio.create_task(node.partitions.migrate("b", [1]))
+        task = asyncio.create_task(node.migrations.migrate("b", [1]))
         await wait_until(lambda: link.requests, 2.0, "the migration request reached b")
         node.membership.members["b"] = Member("b", "h:b", "ws://b", "newer-incarnation")
         gate.set()
