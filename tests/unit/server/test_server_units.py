@@ -436,3 +436,37 @@ def test_a_forged_or_stale_table_from_a_peer_is_refused_and_counted() -> None:
     assert not node.partitions.apply_table(newer, ("x", "y"), ("a", "x", "y"))  # no quorum
     assert refused.labels(reason="uncommitted")._value.get() == 1  # type: ignore[attr-defined]
     assert node.table is t
+
+
+def test_healing_compares_quiet_stranded_partitions_once_and_pushes_only_differences() -> None:
+    async def scenario() -> None:
+        def owner_answers(msg: dict[str, Any]) -> dict[str, Any]:
+            if msg["t"] == "AE_DIGESTS":
+                return {"differs": [p for p, _ in msg["items"] if p == 236], "notOwner": []}
+            return {"ok": True}
+
+        c = FakeLink("c", owner_answers)
+        node = node_with({236: "c", 245: "c"}, {}, links={"c": c})  # a holds, c owns
+        node.store.merge("m", "key-1", rec("stranded", 10))  # partition 236: differs at c
+        node.store.merge("m", "key-0", rec("same", 10))  # partition 245: equal at c
+        heal = node.healing
+
+        def kinds() -> list[str]:
+            return [r["t"] for r in c.requests]
+
+        assert await heal.turn() == 0 and kinds() == []  # first look: not known to be quiet
+        assert await heal.turn() == 1
+        assert kinds() == ["AE_DIGESTS", "AE_PUSH"]
+        push = c.requests[1]
+        assert push["pid"] == 236 and push["done"] is True and len(push["recs"]) == 1
+        assert [p for p, _ in c.requests[0]["items"]] == [236, 245]
+        await heal.turn()
+        assert kinds() == ["AE_DIGESTS", "AE_PUSH"]  # reconciled: nothing more to say
+        node.store.merge("m", "key-1", rec("newer", 20))
+        await heal.turn()  # changed since the last turn: wait for it to be quiet
+        assert len(kinds()) == 2
+        await heal.turn()
+        assert kinds()[2:] == ["AE_DIGESTS", "AE_PUSH"]
+        assert [p for p, _ in c.requests[2]["items"]] == [236]
+
+    asyncio.run(scenario())
