@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="a socket must authenticate within this (default 10)")  # fmt: skip
     node.add_argument("--heartbeat-interval", type=float, default=None, metavar="SECONDS")
     node.add_argument("--failure-timeout", type=float, default=None, metavar="SECONDS")
+    node.add_argument("--min-cluster-size", type=int, default=None, metavar="N",
+                      help="split-brain protection: live nodes needed to write (default: "
+                           "a majority; 1 lets a 2-node cluster survive a failure)")  # fmt: skip
     node.add_argument("--client-idle-timeout", type=float, default=None, metavar="SECONDS")
     node.add_argument("--shutdown-notice", type=float, default=None, metavar="SECONDS",
                       help="how long a leaving node waits for clients to move away")  # fmt: skip
@@ -113,6 +116,8 @@ def _config(args: argparse.Namespace) -> NodeConfig:
         cfg.heartbeat_interval_s = args.heartbeat_interval
     if args.failure_timeout is not None:
         cfg.failure_timeout_s = args.failure_timeout
+    if args.min_cluster_size is not None:
+        cfg.min_cluster_size = args.min_cluster_size
     if args.client_idle_timeout is not None:
         cfg.client_idle_timeout_s = args.client_idle_timeout
     if args.shutdown_notice is not None:

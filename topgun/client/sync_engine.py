@@ -17,6 +17,11 @@ A ``NOT_OWNER`` refusal (``OP_REJECTED`` with ``error.code == 'NOT_OWNER'`` or a
 backoff, a bounded number of attempts and a deadline; an op that exhausts them is *parked*
 (kept in the log, never dropped) until a newer table or a re-authentication. Ops in flight
 on a connection that died are sent again (LWW makes duplicates harmless).
+
+Answers that are not refusals are retried, never reported as rejected: ``OUTCOME_UNKNOWN``
+and ``REPLICATION_TIMEOUT`` (the op may have been applied; resending is idempotent under
+LWW) and ``CLUSTER_MINORITY`` (that node is cut off from the majority: the retry goes to
+another node when there is one). They back off like NOT_OWNER but are never parked.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ MonotonicClock = Callable[[], float]
 MAX_BATCH_OPS = 1000
 
 MAX_REJECTIONS_KEPT = 1000
+CLUSTER_MINORITY = "CLUSTER_MINORITY"
+RETRY_CODES = frozenset({CLUSTER_MINORITY, "OUTCOME_UNKNOWN", "REPLICATION_TIMEOUT"})
+"""Answers that do not say "not applied for good": the op is sent again."""
 
 
 class Transport(Protocol):
@@ -83,6 +91,10 @@ class PendingOp:
     last_route: RouteKind | None = None
     redirect: str | None = None
     """The owner named by the last NOT_OWNER refusal: where the retry goes, if usable."""
+    avoid: str | None = None
+    """A node that answered CLUSTER_MINORITY: the retry goes elsewhere when it can."""
+    retries: int = 0
+    """Unknown-outcome / minority answers so far (for the back-off)."""
 
     def to_client_op(self) -> ClientOp:
         return ClientOp(self.map_name, self.key, self.record, self.op_type, str(self.id))
@@ -107,6 +119,12 @@ def _as_int(op_id: str) -> int | None:
 
 def is_not_owner_result(error: str | None) -> bool:
     return error is not None and error.strip().upper().startswith(NOT_OWNER)
+
+
+def retry_code(error: str | None) -> str | None:
+    """The code of an answer that means "send it again" (see the module docstring)."""
+    code = (error or "").strip().split(":", 1)[0].upper()
+    return code if code in RETRY_CODES else None
 
 
 @dataclass(slots=True)
@@ -237,6 +255,8 @@ class SyncEngine:
                 )
                 target = decision.node_id
                 op.last_route = decision.kind
+            if target is not None and target == op.avoid:
+                target = next((n for n in usable if n != op.avoid), target)
             if target is not None:
                 groups.setdefault(target, []).append(op)
         sent = 0
@@ -284,9 +304,12 @@ class SyncEngine:
                 if op is None or op.batch is None or op.batch.conn is not conn:
                     continue
                 answered[op.batch.seq] = op.batch
+                node_id = op.batch.node_id
                 self._detach(op)
                 if result.success:
                     done.append(op.id)
+                elif (code := retry_code(result.error)) is not None:
+                    self._retry(op, code, node_id)
                 elif is_not_owner_result(result.error):
                     self._not_owner(op, None)
                 else:
@@ -314,8 +337,11 @@ class SyncEngine:
             return
         if op.batch is not None and op.batch.conn is not conn:
             return  # a stale answer from a connection the op no longer waits on
+        node_id = op.batch.node_id if op.batch is not None else None
         self._detach(op)
-        if rejected.not_owner is not None or is_not_owner_result(rejected.reason):
+        if (code := retry_code(rejected.reason)) is not None:
+            self._retry(op, code, node_id)
+        elif rejected.not_owner is not None or is_not_owner_result(rejected.reason):
             self._not_owner(op, rejected.not_owner)
         else:
             self._reject(op, rejected.reason)
@@ -391,6 +417,7 @@ class SyncEngine:
         now = self._clock()
         op.attempts += 1
         op.redirect = hint.current_owner if hint is not None else None
+        op.avoid = None  # the refusing node named (or will name) the owner: follow that
         if op.first_refusal is None:
             op.first_refusal = now
         if self.router is not None:
@@ -409,6 +436,15 @@ class SyncEngine:
             op.not_before = now + min(delay, self.not_owner_max_backoff_s)
         version = f" (server map version {hint.map_version})" if hint is not None else ""
         self.transport.request_table(f"NOT_OWNER for {op.key!r}{version}")
+
+    def _retry(self, op: PendingOp, code: str, node_id: str | None) -> None:
+        """Send ``op`` again after a short back-off; after CLUSTER_MINORITY, elsewhere."""
+        op.retries += 1
+        op.avoid = node_id if code == CLUSTER_MINORITY else None
+        delay = self.not_owner_backoff_s * (2 ** min(op.retries - 1, 16))
+        op.not_before = self._clock() + min(delay, self.not_owner_max_backoff_s)
+        if code == CLUSTER_MINORITY:
+            self.transport.request_table(f"{code} from {node_id}")
 
     def _reject(self, op: PendingOp, reason: str) -> None:
         self._ops.pop(op.id, None)

@@ -3,6 +3,9 @@
 One authority in the cluster computes it and stamps it with a cluster-wide, strictly
 increasing ``version``; every node serves the same version for the same table, so a client
 that accepts only newer versions can never be stuck on an older one (reference §6.4-A).
+Between nodes a table also carries the ``epoch`` (term) of the authority that committed it;
+tables are ordered by :attr:`PartitionTable.key` = (epoch, version) (see
+:mod:`topgun.core.quorum`). The client wire form has no epoch.
 Node entries carry the client URL exactly as clients are told it (reference §6.1).
 """
 
@@ -71,12 +74,21 @@ class PartitionTable:
     owners: tuple[str, ...]
     backups: tuple[tuple[str, ...], ...]
     generated_at: int = 0
+    epoch: int = 0
     _by_id: dict[str, NodeInfo] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.owners) != len(self.backups):
             raise ValueError("owners and backups must cover the same partitions")
         object.__setattr__(self, "_by_id", {n.node_id: n for n in self.nodes})
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """(epoch, version): the order in which nodes apply tables."""
+        return (self.epoch, self.version)
+
+    def same_contents(self, other: PartitionTable) -> bool:
+        return (self.nodes, self.owners, self.backups) == (other.nodes, other.owners, other.backups)
 
     @property
     def partition_count(self) -> int:

@@ -51,6 +51,13 @@ class NodeConfig:
     """The WebSocket opening handshake must finish within this."""
     heartbeat_interval_s: float = 0.5
     failure_timeout_s: float = 3.0
+    """Silence after which a peer is declared dead whatever the phi detector says; the detector
+    may declare it sooner, but never before :attr:`min_silence_s`."""
+    min_cluster_size: int = 0
+    """Split-brain protection: 0 = table changes, writes and the owner lease need a majority
+    of the last table's nodes; N > 0 = they need N live nodes of it instead (1 lets a 2-node
+    cluster keep writing after a failure, at the price of both halves writing when cut)."""
+    phi_threshold: float = 8.0
     client_idle_timeout_s: float = 20.0
     request_timeout_s: float = 5.0
     query_timeout_s: float = 3.0
@@ -66,6 +73,21 @@ class NodeConfig:
     max_drift_ms: int = 60_000
     shutdown_retry_after_ms: int = 5000
     clock_ms: Callable[[], int] = wall_clock_ms
+
+    @property
+    def lease_s(self) -> float:
+        """How long a quorum's heartbeat answers let an owner acknowledge writes."""
+        return max(2 * self.heartbeat_interval_s, 0.4 * self.failure_timeout_s)
+
+    @property
+    def min_silence_s(self) -> float:
+        """No peer is declared dead sooner: longer than the lease, so a stalled or cut-off
+        owner has stopped acknowledging before its backups can be promoted."""
+        return self.lease_s + self.heartbeat_interval_s
+
+    @property
+    def max_silence_s(self) -> float:
+        return max(self.failure_timeout_s, self.min_silence_s + self.heartbeat_interval_s)
 
     def resolved_secrets(self) -> tuple[str, str]:
         """(jwt secret, cluster secret); raises ValueError when missing and not ``dev``."""
@@ -85,6 +107,8 @@ class NodeConfig:
             raise ValueError("node_id must be 1-128 characters without ':'")
         if self.heartbeat_interval_s <= 0 or self.failure_timeout_s <= self.heartbeat_interval_s:
             raise ValueError("need 0 < heartbeat_interval_s < failure_timeout_s")
+        if self.min_cluster_size < 0 or self.phi_threshold <= 0:
+            raise ValueError("min_cluster_size must be >= 0 and phi_threshold > 0")
         if self.max_batch_ops < 1 or self.max_frame_bytes < 1024:
             raise ValueError("max_batch_ops must be >= 1 and max_frame_bytes >= 1024")
         if self.auth_timeout_s <= 0 or self.handshake_timeout_s <= 0:

@@ -2,6 +2,13 @@
 
 It knows who is alive and how to reach them; it decides nothing about partitions. Other
 services register message handlers by type and listen for members coming and going.
+
+Every heartbeat (``HB``) carries our send time and is answered (``HB_ACK``) with it: the
+answers confirm the owner lease (:class:`~topgun.core.lease.Lease`), dated by when we *sent*.
+Each link has a phi accrual detector (:mod:`topgun.core.failure_detector`). A node that
+finds its own heartbeat tick late (it stalled: SIGSTOP, a long GC, a busy loop) restarts
+every detector instead of blaming its peers for its own silence: a peer is declared dead
+only after it stays silent for the detection time *after* we are back.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection
 
 from topgun.core.errors import ProtocolError
+from topgun.core.failure_detector import PhiAccrualDetector
+from topgun.core.lease import Lease
 from topgun.server.context import NodeContext
 from topgun.server.peer_link import HandshakeError, Member, PeerGone, PeerLink
 
@@ -52,6 +61,13 @@ class Membership:
         self.on_down: list[DownListener] = []
         self.on_change: list[Callable[[], None]] = []
         self.handshake_extra: Callable[[], dict[str, Any]] = dict
+        self.heartbeat_extra: Callable[[], dict[str, Any]] = dict
+        self.peer_status: dict[str, dict[str, Any]] = {}
+        """member id → the extra fields of its last heartbeat (for example its unsafe count)."""
+        self.lease = Lease(ctx.config.lease_s)
+        self.on_lease: list[Callable[[], None]] = []
+        self._detectors: dict[PeerLink, PhiAccrualDetector] = {}
+        self._last_tick: float | None = None
 
     def max_frame_bytes(self) -> int:
         # peer frames carry whole client batches and migration chunks
@@ -155,12 +171,19 @@ class Membership:
             self.member_left(remote.node_id)
             old = None
         self.links.setdefault(remote.node_id, []).append(link)
+        cfg = self.ctx.config
+        self._detectors[link] = PhiAccrualDetector(
+            cfg.heartbeat_interval_s, threshold=cfg.phi_threshold,
+            min_silence_s=cfg.min_silence_s, max_silence_s=cfg.max_silence_s,
+        )  # fmt: skip
+        self._detectors[link].heartbeat(time.monotonic())
         self.members[remote.node_id] = remote
         self._known[remote.node_id] = (remote.cluster_address, time.monotonic())
         if old is None:
             self.ctx.log.info("member joined: %s (%s)", remote.node_id, remote.client_url)
             self.ctx.metrics.members.set(len(self.members) + 1)
         self.ctx.spawn(send_quiet(link, self.gossip_msg("MEMBERS")))
+        self.ctx.spawn(send_quiet(link, self.heartbeat_msg(time.monotonic())))  # lease at once
         if self.ctx.state == "leaving":
             self.ctx.spawn(send_quiet(link, {"t": "LEAVING", "nodeId": self.ctx.node_id}))
         for listener in self.on_up:
@@ -170,6 +193,7 @@ class Membership:
         remote = link.remote
         if remote is None:
             return
+        self._detectors.pop(link, None)
         links = self.links.get(remote.node_id)
         if links is None or link not in links:
             return
@@ -185,6 +209,8 @@ class Membership:
         self.leaving.discard(node_id)
         self._known.pop(node_id, None)
         self.peer_views.pop(node_id, None)
+        self.peer_status.pop(node_id, None)
+        self.lease.forget(node_id)
         self.ctx.metrics.members.set(len(self.members) + 1)
         for listener in self.on_down:
             listener(node_id)
@@ -192,6 +218,7 @@ class Membership:
             self.ctx.log.info("member left: %s", node_id)
             self.broadcast(self.gossip_msg("MEMBERS"))  # peers' views settle sooner
             self._changed()
+            self.dial_targets()  # a link that dropped under us (not a death) comes back now
 
     def abort_all(self) -> None:
         for link in self.all_links():
@@ -200,6 +227,7 @@ class Membership:
     def clear(self) -> None:
         self.members.clear()
         self.links.clear()
+        self._detectors.clear()
 
     # ------------------------------------------------------------------ messages
 
@@ -207,9 +235,14 @@ class Membership:
         kind = msg.get("t")
         try:
             if kind in {"HB", "MEMBERS"}:
-                self._on_gossip(link, msg.get("members"))
+                if self._on_gossip(link, msg.get("members")):
+                    self._changed()  # a peer's view changed: planning may proceed now
                 if kind == "MEMBERS":
                     self.dial_targets()
+                else:
+                    self._on_heartbeat(link, msg)
+            elif kind == "HB_ACK":
+                self._on_heartbeat_ack(link, msg.get("at"))
             elif kind == "LEAVING":
                 if msg.get("nodeId") == link.node_id:
                     self.ctx.log.info("%s announced it is leaving", link.node_id)
@@ -226,14 +259,38 @@ class Membership:
         members = [self.me.to_wire()] + [m.to_wire() for m in self.members.values()]
         return {"t": kind, "members": members}
 
-    def _on_gossip(self, link: PeerLink, raw: object) -> None:
-        if not isinstance(raw, list):
+    def _on_heartbeat(self, link: PeerLink, msg: dict[str, Any]) -> None:
+        detector = self._detectors.get(link)
+        if detector is not None:
+            detector.heartbeat(time.monotonic())
+        status = msg.get("status")
+        if isinstance(status, dict) and link.remote is not None:
+            self.peer_status[link.remote.node_id] = status
+        at = msg.get("at")
+        if isinstance(at, int | float) and not isinstance(at, bool):
+            self.ctx.spawn(send_quiet(link, {"t": "HB_ACK", "at": at}))
+
+    def _on_heartbeat_ack(self, link: PeerLink, at: object) -> None:
+        """A peer answered our heartbeat sent at ``at``: that renews the lease (dated ``at``)."""
+        now = time.monotonic()
+        if not isinstance(at, float) or not 0 < at <= now or link.remote is None:
             return
+        if self.members.get(link.remote.node_id) != link.remote:
+            return
+        self.lease.confirm(link.remote.node_id, at)
+        for listener in self.on_lease:
+            listener()
+
+    def _on_gossip(self, link: PeerLink, raw: object) -> bool:
+        """Record a peer's member list; True when its view of who is there changed."""
+        if not isinstance(raw, list):
+            return False
         entries = raw[:GOSSIP_MAX_ENTRIES]
+        changed = False
         if link.remote is not None:
-            self.peer_views[link.remote.node_id] = {
-                e["nodeId"] for e in entries if isinstance(e, dict) and "nodeId" in e
-            }
+            view = {e["nodeId"] for e in entries if isinstance(e, dict) and "nodeId" in e}
+            changed = self.peer_views.get(link.remote.node_id) != view
+            self.peer_views[link.remote.node_id] = view
         now = time.monotonic()
         for entry in entries:
             try:
@@ -242,6 +299,7 @@ class Membership:
                 continue
             if m.node_id != self.ctx.node_id:
                 self._known[m.node_id] = (m.cluster_address, now)
+        return changed
 
     def announce_leaving(self) -> None:
         for link in self.all_links():
@@ -269,15 +327,44 @@ class Membership:
             self._dialing.add(addr)
             self.ctx.spawn(self._dial(addr))
 
-    def heartbeat(self, now: float) -> None:
-        """Send a heartbeat on every link; drop links silent for longer than the timeout."""
-        cfg = self.ctx.config
+    def heartbeat_msg(self, now: float) -> dict[str, Any]:
         hb = self.gossip_msg("HB")
+        hb["at"] = now
+        hb["status"] = self.heartbeat_extra()
+        return hb
+
+    def stalled(self, now: float) -> float:
+        """How long our own heartbeat tick was late (0 if on time); a late tick restarts every
+        detector, so nobody is declared dead for a silence that was ours."""
+        last, self._last_tick = self._last_tick, now
+        if last is None:
+            return 0.0
+        cfg = self.ctx.config
+        late = now - last - cfg.heartbeat_interval_s
+        if late <= cfg.min_silence_s / 4:
+            return 0.0
+        log = self.ctx.log.warning if late > cfg.lease_s else self.ctx.log.info
+        log("stalled for %.1fs: re-checking peers before believing any died", late)
+        self.ctx.metrics.stalls.inc()
+        for detector in self._detectors.values():
+            detector.restart(now)
+        return late
+
+    def heartbeat(self, now: float) -> None:
+        """Send a heartbeat on every link; drop links the detector declares dead."""
+        cfg = self.ctx.config
+        stalled = self.stalled(now)
+        hb = self.heartbeat_msg(now)
         for link in self.all_links():
-            if now - link.last_recv > cfg.failure_timeout_s:
+            detector = self._detectors.get(link)
+            if detector is not None:
+                detector.restart(max(detector.last or 0.0, link.last_recv))
+            if not stalled and detector is not None and detector.is_dead(now):
+                silence = now - link.last_recv
                 self.ctx.log.warning(
-                    "%s silent for %.1fs: declared dead", link.node_id, now - link.last_recv
-                )
+                    "%s silent for %.1fs (phi %.1f): declared dead",
+                    link.node_id, silence, detector.phi(now),
+                )  # fmt: skip
                 self._quarantine[link.node_id] = now + 2 * cfg.failure_timeout_s
                 link.abort()
             else:

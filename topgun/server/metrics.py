@@ -42,6 +42,41 @@ class NodeMetrics:
         self.migrations = Counter(
             "topgun_partition_migrations", "Partitions sent to a new replica", registry=r
         )
+        self.migrations_in_flight = Gauge(
+            "topgun_migrations_in_flight", "Partition copies being sent from here", registry=r
+        )
+        self.tables_refused = Counter(
+            "topgun_peer_tables_refused",
+            "Tables from peers refused: stale (not newer), forged (same epoch and version with "
+            "other contents) or uncommitted (no quorum of acks)",
+            ["reason"],
+            registry=r,
+        )
+        self.ops_minority = Counter(
+            "topgun_ops_refused_minority",
+            "Ops refused with CLUSTER_MINORITY (no quorum, or the owner lease lapsed)",
+            registry=r,
+        )
+        self.ops_unknown = Counter(
+            "topgun_ops_outcome_unknown",
+            "Ops answered OUTCOME_UNKNOWN or REPLICATION_TIMEOUT (the client resends them)",
+            registry=r,
+        )
+        self.stalls = Counter(
+            "topgun_node_stalls", "Heartbeat ticks found late (this node was stalled)", registry=r
+        )
+        self.safe = Gauge(
+            "topgun_cluster_safe", "1 when every partition has its owner and synced backups",
+            registry=r,
+        )  # fmt: skip
+        self.seconds_since_safe = Gauge(
+            "topgun_seconds_since_safe", "Seconds since the cluster was last seen safe", registry=r
+        )
+        self.repaired = Counter(
+            "topgun_records_repaired",
+            "Records sent to an owner by anti-entropy (stranded or disagreeing copies)",
+            registry=r,
+        )
         self.info = Gauge("topgun_node_info", "Node identity", ["node_id"], registry=r)
         self.info.labels(node_id=node_id).set(1)
 

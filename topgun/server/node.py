@@ -27,8 +27,10 @@ from topgun.server.auth_gate import AuthGate
 from topgun.server.client_endpoint import ClientSession
 from topgun.server.config import NodeConfig
 from topgun.server.context import NodeContext
+from topgun.server.healing import Healing
 from topgun.server.http_routes import HttpRoutes
 from topgun.server.membership import Membership
+from topgun.server.migration import Migrations
 from topgun.server.operations import Operations, Outcome
 from topgun.server.paging import Page
 from topgun.server.partitions import PartitionService
@@ -53,12 +55,14 @@ class ServerNode:
         self.incarnation = ctx.incarnation
         self.membership = Membership(ctx, cluster_secret)
         self.replication = Replication(ctx, self.membership)
-        self.partitions = PartitionService(ctx, self.membership, self.replication)
+        self.partitions = PartitionService(ctx, self.membership)
         self.queries = QueryService(ctx, self.membership)
         self.operations = Operations(
             ctx, self.membership, self.partitions, self.replication, self.queries
         )
         self.sync = SyncService(ctx, self.membership)
+        self.migrations = Migrations(ctx, self.membership, self.partitions, self.replication)
+        self.healing = Healing(ctx, self.membership, self.partitions, self.migrations)
         self.replication.table_of = self.queries.table_of = lambda: self.partitions.table
         self.sync.table_of = lambda: self.partitions.table
         self.queries.listeners = lambda: self._sessions
@@ -70,6 +74,8 @@ class ServerNode:
         self._sessions_changed = asyncio.Event()
         self._client_server: Server | None = None
         self._cluster_server: Server | None = None
+        self._safe: bool | None = None
+        self._last_safe = time.monotonic()
 
     # ------------------------------------------------------------------ state
 
@@ -124,6 +130,7 @@ class ServerNode:
         if weak and not cfg.dev:
             self.log.warning("%s", weak)
         self._maintenance_task = self.ctx.spawn(self._maintenance_loop())
+        self.ctx.spawn(self.healing.run(max(0.2, 2 * cfg.heartbeat_interval_s)))
         self.partitions.maybe_plan()
         self.membership.dial_targets()
 
@@ -206,7 +213,22 @@ class ServerNode:
                 session.check_idle(now, cfg.client_idle_timeout_s)
             self.membership.dial_targets()
             self.partitions.maybe_plan()
-            self.partitions.kick_migrations()
+            self.migrations.kick()
+            self._observe_safety(now)
+
+    def _observe_safety(self, now: float) -> None:
+        """Metrics for "safe" (every partition owned and backed up in sync); one log line
+        each time the cluster becomes safe again."""
+        p, metrics = self.partitions, self.metrics
+        safe = p.is_safe()
+        if safe:
+            self._last_safe = now
+            if self._safe is False:
+                self.log.info("cluster is safe again: every partition has its owner and backups")
+        self._safe = safe
+        metrics.safe.set(1 if safe else 0)
+        metrics.seconds_since_safe.set(now - self._last_safe)
+        metrics.migrations_in_flight.set(len(self.migrations.in_flight))
 
     # ------------------------------------------------------------------ the facade
 
@@ -233,6 +255,8 @@ class ServerNode:
             "status": {"running": "UP", "leaving": "LEAVING"}.get(self.state, "DOWN"),
             "members": self.members(),
             "partitionMapVersion": self.table.version if self.table else 0,
+            "safe": self.partitions.is_safe(),
+            "quorum": self.partitions.has_quorum(),
         }
 
     def verify_client_token(self, token: str) -> Principal:

@@ -3,6 +3,16 @@
 Owner: HLC drift check per op, LWW merge, one ``REPL`` per backup for the whole client
 batch, await every live backup's ack, then the outcome. A non-owner forwards the ops (one
 ``FWD`` per owner) and reports what the owner confirmed; otherwise NOT_OWNER.
+
+Every refusal means "not applied"; an answer that cannot say is its own code:
+
+* ``CLUSTER_MINORITY``: this node is not part of a quorum (or, as owner, its lease lapsed):
+  nothing was applied; the client should send the op to another node.
+* ``OUTCOME_UNKNOWN``: the op was forwarded and the owner's answer never came (timeout, link
+  lost after sending): it may have been applied. Resending is harmless (LWW).
+* ``REPLICATION_TIMEOUT``: applied on the owner, but a backup did not confirm in time (or the
+  lease lapsed meanwhile): also unknown, also resent.
+* ``NOT_OWNER``: certainly not applied here (the op was never sent to the owner).
 """
 
 from __future__ import annotations
@@ -25,6 +35,11 @@ from topgun.server.replication import Replication
 from topgun.server.store import Triple
 
 FORWARD_RETRIES = 2
+FAILOVER_WAIT_S = 1.0
+UNREACHABLE = "owner unreachable"
+CLUSTER_MINORITY = "CLUSTER_MINORITY"
+OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
+REPLICATION_TIMEOUT = "REPLICATION_TIMEOUT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +94,10 @@ class Operations:
         hint = NotOwnerHint(pid, t.owners[pid] if t else None, t.version if t else 0, message)
         return Outcome(False, "NOT_OWNER", hint)
 
+    @staticmethod
+    def _minority(message: str) -> Outcome:
+        return Outcome(False, f"{CLUSTER_MINORITY}: {message}")
+
     async def execute(
         self,
         ops: list[ClientOp],
@@ -95,12 +114,18 @@ class Operations:
         local: list[tuple[int, int]] = []  # (op index, partition id)
         remote: dict[str, list[int]] = defaultdict(list)
         serving = self.ctx.serving
+        quorum = self.partitions.has_quorum()
+        lease = quorum and self.partitions.holds_lease()
         for i, op in enumerate(ops):
             pid = partition_id(op.key)
             if op.record is None:
                 out[i] = Outcome(False, f"UNSUPPORTED: opType {op.op_type} needs an LWW record")
             elif t is None or not serving:
                 out[i] = self._not_owner(pid, "no partition table yet")
+            elif not quorum:
+                out[i] = self._minority("this node is cut off from the majority: use another")
+            elif t.owners[pid] == me and not lease:
+                out[i] = self._minority("the owner has no recent quorum (lease lapsed): retry")
             elif t.owners[pid] == me:
                 local.append((i, pid))
             elif forwarded:
@@ -110,7 +135,7 @@ class Operations:
             elif self.membership.link_for(t.owners[pid]) is not None:
                 remote[t.owners[pid]].append(i)
             else:
-                out[i] = self._not_owner(pid, "owner unreachable")
+                out[i] = self._not_owner(pid, UNREACHABLE)
         waits: list[Any] = []
         if local:
             assert t is not None
@@ -120,6 +145,13 @@ class Operations:
         if waits:
             await asyncio.gather(*waits)
         results = [o if o is not None else Outcome(False, "INTERNAL") for o in out]
+        if (
+            not forwarded and attempt < FORWARD_RETRIES and self.partitions.table is t
+            and any(o.hint is not None and o.hint.message == UNREACHABLE for o in results)
+        ):  # fmt: skip
+            # the owner's link is gone: its failover table is usually milliseconds away; wait
+            # for it (bounded) and retry on it rather than bounce the client
+            await self.partitions.wait_newer(t, FAILOVER_WAIT_S)
         # A refusal caused by a table change while we forwarded: retry on the newer table.
         now_table = self.partitions.table
         retry = [
@@ -133,9 +165,15 @@ class Operations:
             for i, o in zip(retry, again, strict=True):
                 results[i] = o
         if attempt == 0:
+            metrics = self.ctx.metrics
             rejected = sum(not o.ok for o in results)
             if rejected:
-                self.ctx.metrics.ops_rejected.inc(rejected)
+                metrics.ops_rejected.inc(rejected)
+                codes = [(o.error or "").split(":", 1)[0] for o in results if not o.ok]
+                metrics.ops_minority.inc(codes.count(CLUSTER_MINORITY))
+                metrics.ops_unknown.inc(
+                    codes.count(OUTCOME_UNKNOWN) + codes.count(REPLICATION_TIMEOUT)
+                )
         return results
 
     async def _apply_local(
@@ -183,9 +221,11 @@ class Operations:
                     replicated.update(ii)
         if changed:
             self.queries.publish_changes(changed, origin)
+        if per_backup and not self.partitions.holds_lease():
+            failed.update(applied)  # we may have been superseded meanwhile: cannot vouch
         for i in applied:
             if i in failed:
-                out[i] = Outcome(False, "REPLICATION_TIMEOUT")
+                out[i] = Outcome(False, REPLICATION_TIMEOUT)
             else:
                 out[i] = Outcome(True, level="REPLICATED" if i in replicated else "APPLIED")
 
@@ -199,9 +239,11 @@ class Operations:
     ) -> None:
         link = self.membership.link_for(owner)
         self.ctx.metrics.ops_forwarded.inc(len(idx))
+        if link is None or link.closed:
+            for i in idx:  # never sent: certainly not applied
+                out[i] = self._not_owner(partition_id(ops[i].key), UNREACHABLE)
+            return
         try:
-            if link is None:
-                raise PeerGone(owner)
             msg: dict[str, Any] = {"t": "FWD", "ops": [ops[i].to_wire() for i in idx]}
             if origin is not None:
                 msg["origin"] = origin.to_wire()
@@ -212,9 +254,9 @@ class Operations:
             for i, r in zip(idx, results, strict=True):
                 out[i] = Outcome.from_wire(r)
         except (PeerGone, TimeoutError, ProtocolError) as exc:
-            self.ctx.log.info("forward to %s failed: %r", owner, exc)
-            for i in idx:
-                out[i] = self._not_owner(partition_id(ops[i].key), "owner unreachable")
+            self.ctx.log.info("forward to %s: outcome unknown: %r", owner, exc)
+            for i in idx:  # the owner may have applied it
+                out[i] = Outcome(False, OUTCOME_UNKNOWN)
 
     def _on_fwd_msg(self, link: PeerLink, msg: dict[str, Any]) -> None:
         # not awaited by the link: a forwarded batch waits for its backups' acks

@@ -2,52 +2,88 @@
 
 Authority: the smallest live, non-leaving node id among the members of the current table (or
 among all live nodes before there is a table). It plans with the pure
-:func:`topgun.core.rebalance.plan` and publishes ``max(seen version) + 1``; every node applies
-a table only when its version is newer, so the version is strictly increasing cluster-wide.
+:func:`topgun.core.rebalance.plan`, then *proposes* the table (``PROPOSE``) under its epoch
+and ``max(seen version) + 1``; the table is committed, applied and broadcast (``TABLE`` with
+the acks) only once a quorum of the voters (the nodes of the current table) accepted it
+(:mod:`topgun.core.quorum`). A node without a quorum plans nothing; every node applies a
+table only when its (epoch, version) is newer and its acks make a quorum, so the version is
+strictly increasing cluster-wide and one version never names two tables.
 A node becomes owner or backup of a partition only once it holds the data (``ready``), which
-the owner makes true by migrating the partition to it.
+the owner makes true by migrating the partition to it (:mod:`migration`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 from topgun.core.errors import ProtocolError
 from topgun.core.hashing import PARTITION_COUNT
+from topgun.core.quorum import Acceptor, Proposal, committed, has_quorum, quorum_size
 from topgun.core.rebalance import plan
 from topgun.core.table import NodeInfo, NodeStatus, PartitionTable
 from topgun.server.context import NodeContext
 from topgun.server.membership import Membership, send_quiet
-from topgun.server.peer_link import Member, PeerGone, PeerLink
-from topgun.server.replication import Replication
-from topgun.server.store import triples_to_wire
+from topgun.server.peer_link import Member, PeerLink
 
-MIGRATION_CHUNK_RECORDS = 5000
+MAX_ACKS = 1000
+
+
+def _key_from_wire(raw: object) -> tuple[int, int]:
+    if (
+        not isinstance(raw, list) or len(raw) != 2
+        or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in raw)
+    ):  # fmt: skip
+        raise ProtocolError("a table key must be [epoch, version]")
+    return (raw[0], raw[1])
+
+
+def _ids_from_wire(raw: object) -> tuple[str, ...]:
+    if not isinstance(raw, list) or len(raw) > MAX_ACKS or not all(isinstance(a, str) for a in raw):
+        raise ProtocolError("TABLE acks and voters must be lists of node ids")
+    return tuple(raw)
+
+
+def _epoch_from_wire(raw: object) -> int:
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
+        raise ProtocolError("epoch must be a non-negative integer")
+    return raw
 
 
 class PartitionService:
-    def __init__(self, ctx: NodeContext, membership: Membership, replication: Replication) -> None:
+    def __init__(self, ctx: NodeContext, membership: Membership) -> None:
         self.ctx = ctx
         self.membership = membership
-        self.replication = replication
         self.table: PartitionTable | None = None
         self.max_version = 0
         self.ready: set[tuple[int, str]] = set()
         self.synced: dict[int, set[str]] = {}
-        self._migrating: set[tuple[int, str]] = set()
+        self.copies_in_flight: Callable[[], int] = lambda: 0
+        """How many partition copies are being sent from here (set by the migrations)."""
         self.table_changed = asyncio.Event()
+        self._waiters: list[asyncio.Future[None]] = []
         self.on_table: list[Callable[[PartitionTable], None]] = []
         self.bootstrap_at = 0.0
+        self.acks: tuple[str, ...] = ()
+        self.acked_voters: tuple[str, ...] = ()
+        """The voters that accepted the table we serve, and the voters it was counted against
+        (both sent along, so a peer can check the table was committed)."""
+        self.acceptor = Acceptor()
+        self._my_epoch: int | None = None
+        self._proposing = False
+        self._replan = False
         membership.handlers.update(
-            TABLE=self._on_table_msg, READY=self._on_ready, MIGRATE=self._on_migrate
-        )
+            TABLE=self._on_table_msg, READY=self._on_ready, PROPOSE=self._on_propose,
+        )  # fmt: skip
         membership.on_up.append(self._member_up)
         membership.on_down.append(self._member_down)
         membership.on_change.append(self.maybe_plan)
+        membership.on_lease.append(self._lease_renewed)
+        self._had_lease = False
+        membership.heartbeat_extra = lambda: {"unsafe": self.unsafe_count()}
         membership.handshake_extra = lambda: self.table_msg() if self.table is not None else {}
 
     # ------------------------------------------------------------------ views
@@ -60,6 +96,72 @@ class PartitionService:
             if self.ctx.node_id in t.backups[pid]:
                 return "backup"
         return "none"
+
+    def voters(self) -> list[str]:
+        return self.table.node_ids() if self.table is not None else []
+
+    def need(self, voters: int) -> int:
+        return quorum_size(voters, self.ctx.config.min_cluster_size)
+
+    def has_quorum(self) -> bool:
+        """Whether the nodes we are linked to (and we) are a quorum of the current table."""
+        if not self.ctx.serving:
+            return False
+        live = self.membership.live_ids()
+        return has_quorum(self.voters(), live, self.ctx.config.min_cluster_size)
+
+    def holds_lease(self, now: float | None = None) -> bool:
+        """Whether a quorum confirmed us recently enough to acknowledge writes as owner."""
+        if not self.has_quorum():
+            return False
+        voters = self.voters()
+        return self.membership.lease.holds(
+            time.monotonic() if now is None else now, self.ctx.node_id, voters,
+            self.membership.live_ids(), self.need(len(voters)),
+        )  # fmt: skip
+
+    def _lease_renewed(self) -> None:
+        """Plan as soon as the lease is (again) held, not on the next tick."""
+        held, self._had_lease = self._had_lease, self.holds_lease()
+        if self._had_lease and not held:
+            self.maybe_plan()
+
+    def unsafe_count(self) -> int:
+        """Partitions we own whose backups are not all synced yet, plus copies in flight."""
+        t = self.table
+        if t is None:
+            return PARTITION_COUNT
+        me = self.ctx.node_id
+        behind = sum(1 for p, synced in self.synced.items() if not {*t.backups[p]} - {me} <= synced)
+        return behind + self.copies_in_flight()
+
+    def is_safe(self) -> bool:
+        """Every partition's owner and backups are live and every owner reports its backups
+        synced (our own count, the others' from their last heartbeat)."""
+        t = self.table
+        if t is None or not self.has_quorum():
+            return False
+        live = set(self.membership.live_ids())
+        if not set(t.node_ids()) <= live or not set(t.owners) <= live:
+            return False
+        status = self.membership.peer_status
+        return self.unsafe_count() == 0 and all(
+            status.get(n, {}).get("unsafe") == 0 for n in t.node_ids() if n != self.ctx.node_id
+        )
+
+    async def wait_newer(self, than: PartitionTable | None, timeout: float) -> None:  # noqa: ASYNC109
+        """Return once a table other than ``than`` is served, or after ``timeout`` s."""
+        if self.table is not than:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            if fut in self._waiters:
+                self._waiters.remove(fut)
 
     def holds_partitions(self) -> bool:
         t = self.table
@@ -76,18 +178,15 @@ class PartitionService:
             self.ready = {r for r in self.ready if r[1] != remote.node_id}
         if link.remote_extra.get("table") is not None:
             try:
-                self._accept_ready(link.remote_extra.get("ready"))
-                self.apply_table(PartitionTable.from_wire(link.remote_extra["table"]))
+                self.apply_table_msg(link.remote_extra)
             except ProtocolError as exc:
                 self.ctx.log.warning("bad table from %s: %s", remote.node_id, exc)
         if self.table is not None:
             self.ctx.spawn(send_quiet(link, self.table_msg()))
         self.maybe_plan()
-        self.kick_migrations()
 
     def _member_down(self, node_id: str) -> None:
         self.ready = {r for r in self.ready if r[1] != node_id}
-        self._migrating = {m for m in self._migrating if m[1] != node_id}
 
     # ------------------------------------------------------------------ authority
 
@@ -121,8 +220,13 @@ class PartitionService:
         m = self.membership
         if self.ctx.state != "running" or self.authority() != self.ctx.node_id:
             return
-        if not self._view_settled():
+        if self._proposing:
+            self._replan = True  # something changed while a proposal is out: plan again after
             return
+        if not self._view_settled() or not self.has_quorum():
+            return
+        if self.table is not None and not self.holds_lease():
+            return  # our view is not confirmed (we may have just woken from a stall)
         if self.table is None and not m.members and time.monotonic() < self.bootstrap_at:
             return  # give the configured peers a chance before founding a cluster alone
         live = [n for n in m.live_ids() if n not in m.leaving]
@@ -140,16 +244,98 @@ class PartitionService:
         if old is None:
             self.ready |= {(p, n) for p in range(len(owners)) for n in (owners[p], *backups[p])}
         self.ready |= {(p, o) for p, o in enumerate(owners)}
+        if old is not None and old.epoch == self._my_epoch == self.acceptor.epoch:
+            epoch = old.epoch  # our term goes on
+        else:
+            epoch = max(self.acceptor.epoch, old.epoch if old else 0) + 1  # a new term
+        version = max(self.max_version, self.acceptor.version) + 1
         table = PartitionTable(
-            self.max_version + 1, nodes, owners, backups, self.ctx.config.clock_ms()
+            version, nodes, owners, backups, self.ctx.config.clock_ms(), epoch=epoch
         )
-        self.ctx.log.info("publishing partition table v%d for %s", table.version, sorted(live))
-        self.apply_table(table)
-        m.broadcast(self.table_msg())
+        self._proposing = True
+        self.ctx.spawn(self._propose(table))
+
+    async def _propose(self, table: PartitionTable) -> None:
+        """Ask the voters to accept ``table``; commit it once a quorum did."""
+        m, me = self.membership, self.ctx.node_id
+        old = self.table
+        try:
+            base = old.key if old is not None else (0, 0)
+            voters = set(old.node_ids() if old is not None else table.node_ids())
+            dropped = sorted(set(old.node_ids()) - set(table.node_ids())) if old else []
+            acks = []
+            if self._accept(table, base):
+                acks.append(me)
+            msg = {
+                "t": "PROPOSE", "table": table.to_wire(), "epoch": table.epoch,
+                "base": list(base),
+            }  # fmt: skip
+            asks = [(n, link) for n in sorted(voters - {me}) if (link := m.link_for(n))]
+            timeout = min(self.ctx.config.request_timeout_s, self.ctx.config.failure_timeout_s)
+            replies = await asyncio.gather(
+                *(link.request(dict(msg), timeout) for _, link in asks), return_exceptions=True
+            )
+            for (node, _), reply in zip(asks, replies, strict=True):
+                if isinstance(reply, BaseException):
+                    continue
+                if reply.get("ok") is True:
+                    acks.append(node)
+                else:
+                    self._learn(reply)
+            need = self.need(len(voters))
+            if len(voters & set(acks)) < need or self.table is not old:
+                self.ctx.log.info(
+                    "table e%d v%d not committed: %d of %d voters accepted (need %d)%s",
+                    table.epoch, table.version, len(acks), len(voters), need,
+                    f", dropping {dropped}" if dropped else "",
+                )  # fmt: skip
+                return
+            self._my_epoch = table.epoch
+            self.ctx.log.info(
+                "publishing partition table e%d v%d for %s (acks %s)",
+                table.epoch, table.version, table.node_ids(), sorted(acks),
+            )  # fmt: skip
+            self.apply_table(table, tuple(sorted(acks)), tuple(sorted(voters)), own=True)
+            m.broadcast(self.table_msg())
+        finally:
+            self._proposing = False
+            if self._replan:
+                self._replan = False
+                self.maybe_plan()
+
+    def _learn(self, reply: dict[str, Any]) -> None:
+        """A refusal tells us the voter's promises: propose above them next time."""
+        epoch, version = reply.get("epoch"), reply.get("version")
+        if isinstance(version, int) and not isinstance(version, bool):
+            self.max_version = max(self.max_version, min(version, 2**62))
+        if isinstance(epoch, int) and not isinstance(epoch, bool):
+            self.acceptor.epoch = max(self.acceptor.epoch, min(epoch, 2**62))
+
+    def _accept(self, table: PartitionTable, base: tuple[int, int]) -> bool:
+        old = self.table
+        dropped = frozenset(set(old.node_ids()) - set(table.node_ids())) if old else frozenset()
+        alive = [n for n in self.membership.live_ids() if n not in self.membership.leaving]
+        if self.ctx.state == "leaving":
+            alive = [n for n in alive if n != self.ctx.node_id]
+        current = old.key if old is not None else (0, 0)
+        return self.acceptor.consider(Proposal(table.key, base, dropped), current, alive)
+
+    async def _on_propose(self, link: PeerLink, msg: dict[str, Any]) -> None:
+        ok = False
+        try:
+            epoch = _epoch_from_wire(msg.get("epoch"))
+            table = dataclasses.replace(PartitionTable.from_wire(msg.get("table")), epoch=epoch)
+            ok = self._accept(table, _key_from_wire(msg.get("base")))
+        except ProtocolError as exc:
+            self.ctx.log.warning("bad proposal from %s: %s", link.node_id, exc)
+        await link.reply(msg, {
+            "t": "PROPOSE_ACK", "ok": ok, "epoch": self.acceptor.epoch,
+            "version": max(self.acceptor.version, self.max_version),
+        })  # fmt: skip
 
     # ------------------------------------------------------------------ table
 
-    def _ready_wire(self, items: set[tuple[int, str]]) -> list[list[Any]]:
+    def ready_wire(self, items: set[tuple[int, str]]) -> list[list[Any]]:
         return [[p, n, self.membership.incarnation_of(n)] for p, n in sorted(items)]
 
     def _accept_ready(self, raw: object) -> bool:
@@ -171,23 +357,58 @@ class PartitionService:
 
     def table_msg(self) -> dict[str, Any]:
         assert self.table is not None
-        return {"t": "TABLE", "table": self.table.to_wire(), "ready": self._ready_wire(self.ready)}
+        return {
+            "t": "TABLE", "table": self.table.to_wire(), "epoch": self.table.epoch,
+            "acks": list(self.acks), "voters": list(self.acked_voters),
+            "ready": self.ready_wire(self.ready),
+        }  # fmt: skip
+
+    def apply_table_msg(self, msg: dict[str, Any]) -> bool:
+        """Apply a committed table a peer sent (TABLE, or a handshake's extra)."""
+        self._accept_ready(msg.get("ready"))
+        acks, voters = _ids_from_wire(msg.get("acks")), _ids_from_wire(msg.get("voters"))
+        table = PartitionTable.from_wire(msg.get("table"))
+        table = dataclasses.replace(table, epoch=_epoch_from_wire(msg.get("epoch")))
+        return self.apply_table(table, acks, voters)
 
     def _on_table_msg(self, link: PeerLink, msg: dict[str, Any]) -> None:
-        self._accept_ready(msg.get("ready"))
-        self.apply_table(PartitionTable.from_wire(msg.get("table")))
+        self.apply_table_msg(msg)
         self.maybe_plan()
 
     def _on_ready(self, link: PeerLink, msg: dict[str, Any]) -> None:
         if self._accept_ready(msg.get("items")):
             self.maybe_plan()
 
-    def apply_table(self, new: PartitionTable) -> bool:
+    def apply_table(
+        self,
+        new: PartitionTable,
+        acks: tuple[str, ...] = (),
+        voters: tuple[str, ...] = (),
+        *,
+        own: bool = False,
+    ) -> bool:
+        """Serve ``new`` if it is newer, and (unless we committed it) a quorum accepted it."""
         old = self.table
-        if old is not None and new.version <= old.version:
+        refused = self.ctx.metrics.tables_refused
+        if old is not None and (new.key <= old.key or new.version <= old.version):
+            if new.key == old.key and not new.same_contents(old):
+                refused.labels(reason="forged").inc()
+                self.ctx.log.warning("refused a table e%d v%d that differs from ours", *new.key)
+            elif new.key < old.key:
+                refused.labels(reason="stale").inc()
+            return False
+        known = set(new.node_ids()) | set(old.node_ids() if old is not None else voters)
+        if not own and (
+            not committed(acks, voters, self.ctx.config.min_cluster_size)
+            or not set(voters) <= known  # voters are nodes of our table or of the new one
+        ):
+            refused.labels(reason="uncommitted").inc()
+            self.ctx.log.warning("refused table e%d v%d: acks %s are no quorum", *new.key, acks)
             return False
         me = self.ctx.node_id
         self.table = new
+        self.acks, self.acked_voters = acks, voters
+        self.acceptor.observe(new.key)
         self.max_version = max(self.max_version, new.version)
         self.ctx.metrics.table_version.set(new.version)
         for p in range(new.partition_count):
@@ -198,78 +419,12 @@ class PartitionService:
                     self.synced[p] &= set(new.backups[p])
             else:
                 self.synced.pop(p, None)
-        self.ctx.log.info("serving partition table v%d", new.version)
+        self.ctx.log.info("serving partition table e%d v%d", new.epoch, new.version)
         self.table_changed.set()
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
         for listener in self.on_table:
             listener(new)
-        self.kick_migrations()
         return True
-
-    # ------------------------------------------------------------------ migration
-
-    def kick_migrations(self) -> None:
-        t = self.table
-        if t is None or not self.ctx.serving:
-            return
-        todo: dict[str, list[int]] = defaultdict(list)
-        for p, synced in self.synced.items():
-            for b in t.backups[p]:
-                if (
-                    b != self.ctx.node_id
-                    and b not in synced
-                    and (p, b) not in self._migrating
-                    and self.membership.link_for(b) is not None
-                ):
-                    todo[b].append(p)
-        for b, pids in todo.items():
-            chunk: list[int] = []
-            size = 0
-            for p in pids:
-                chunk.append(p)
-                size += self.ctx.store.partition_size(p)
-                if size >= MIGRATION_CHUNK_RECORDS or p == pids[-1]:
-                    self._migrating.update((p, b) for p in chunk)
-                    self.ctx.spawn(self.migrate(b, chunk))
-                    chunk, size = [], 0
-
-    async def migrate(self, target: str, pids: list[int]) -> None:
-        m = self.membership
-        try:
-            link = m.link_for(target)
-            incarnation = m.incarnation_of(target)
-            if link is None:
-                return
-            store = self.ctx.store
-            parts = [[p, triples_to_wire(store.partition_records(p))] for p in pids]
-            await link.request({"t": "MIGRATE", "parts": parts}, self.ctx.config.request_timeout_s)
-            t = self.table
-            if m.incarnation_of(target) != incarnation or link.closed:
-                return  # the target died (or restarted) meanwhile: its copy does not count
-            done = {
-                (p, target)
-                for p in pids
-                if t is not None and t.owners[p] == self.ctx.node_id and target in t.backups[p]
-            }
-            for p, b in done:
-                self.synced.setdefault(p, set()).add(b)
-            self.ctx.metrics.migrations.inc(len(done))
-            if done:
-                self.ready |= done
-                m.broadcast({"t": "READY", "items": self._ready_wire(done)})
-                self.maybe_plan()
-        except (PeerGone, TimeoutError) as exc:
-            self.ctx.log.info("migration to %s interrupted: %r", target, exc)
-        finally:
-            self._migrating.difference_update((p, target) for p in pids)
-
-    async def _on_migrate(self, link: PeerLink, msg: dict[str, Any]) -> None:
-        parts = msg.get("parts")
-        ok = True
-        if isinstance(parts, list):
-            for part in parts:
-                if isinstance(part, list) and len(part) == 2:
-                    try:
-                        self.replication.merge_records(part[1])
-                    except (ProtocolError, ValueError):
-                        ok = False
-        await link.reply(msg, {"t": "MIGRATE_ACK", "ok": ok})

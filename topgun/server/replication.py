@@ -69,12 +69,12 @@ class Replication:
         try:
             triples = self.merge_records(msg.get("recs"))
             self.ctx.metrics.ops_replicated.inc(len(triples))
-            ok = True if msg.get("hop") else await self._pass_on(triples, link.node_id)
+            ok = True if msg.get("hop") else await self.pass_on(triples, link.node_id)
             await link.reply(msg, {"t": "REPL_ACK", "ok": ok})
         except (ProtocolError, ValueError) as exc:
             await link.reply(msg, {"t": "REPL_ACK", "ok": False, "error": str(exc)})
 
-    async def _pass_on(self, triples: list[Triple], sender: str) -> bool:
+    async def pass_on(self, triples: list[Triple], sender: str) -> bool:
         """Copy records replicated to us onward to our backups where we now own them.
 
         The sender replicated by the table it had; if ownership has meanwhile moved here

@@ -87,6 +87,10 @@ class PartitionStore:
         unpack = self._packer.unpack
         return [(name, k, unpack(h)) for name, m in self._parts[pid].items() for k, h in m.items()]
 
+    def partition_maps(self, pid: int) -> list[str]:
+        """Names of the maps with records in this partition."""
+        return list(self._parts[pid])
+
     def partition_size(self, pid: int) -> int:
         return sum(len(m) for m in self._parts[pid].values())
 

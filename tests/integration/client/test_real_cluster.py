@@ -78,15 +78,14 @@ def test_direct_route_then_owner_killed_fallback_then_direct_again() -> None:
                 await asyncio.sleep(0.001)
             before = client.get_routing_metrics()
             assert before is not None
-            table_when_written = client.get_partition_table()
             m.set("key-1", {"value": 2})
             await client.flush(timeout=2)  # acknowledged within 2 s, or FlushTimeout
             after = client.get_routing_metrics()
             assert after is not None
-            if table_when_written is table:  # the usual case: the old table still held
+            if client.get_partition_table() is table:  # the old table held throughout
                 assert after["fallback_routes"] >= before["fallback_routes"] + 1
-            else:  # the cluster failed over before the client saw the drop: direct is right
-                assert after["direct_routes"] >= before["direct_routes"] + 1
+            else:  # the new table may have come before the op was routed: direct is right
+                assert after["total_routes"] >= before["total_routes"] + 1
             await kill
 
             survivors = [n for n in nodes if n.node_id != owner]

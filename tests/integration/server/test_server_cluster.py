@@ -388,7 +388,9 @@ def test_thousand_writes_across_kill_restart_cycles_are_all_readable() -> None:
                         if ops:
                             await asyncio.sleep(0.02)  # a client's retry back-off
             assert len(acked) == 1000
-            assert errors <= {"NOT_OWNER"}, errors
+            # refusals (not applied) and unknown outcomes (resent): never a final rejection
+            retryable = {"NOT_OWNER", "CLUSTER_MINORITY", "OUTCOME_UNKNOWN", "REPLICATION_TIMEOUT"}
+            assert {e.split(":")[0] for e in errors} <= retryable, errors
             await wait_until(lambda: formed(nodes), 15.0, "converged at the end")
             q = await WireClient.open(nodes[1].client_url, token())
             await q.send(
@@ -490,7 +492,8 @@ def test_silent_peer_is_declared_dead_after_the_failure_timeout() -> None:
                 lambda: all("node-c" not in n.members() for n in nodes[:2]), 3.0, "c declared dead"
             )
             elapsed = time.monotonic() - started
-            assert 0.8 <= elapsed < 2.5, elapsed  # failure_timeout_s is 1.0 in these tests
+            cfg = nodes[0].config  # phi may declare it before max_silence, never before min
+            assert cfg.min_silence_s - 0.05 <= elapsed < cfg.max_silence_s + 1.5, elapsed
             await wait_until(
                 lambda: all(
                     n.table is not None and "node-c" not in n.table.node_ids() for n in nodes[:2]

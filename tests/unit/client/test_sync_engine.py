@@ -301,3 +301,52 @@ def test_a_reference_ack_does_not_match_an_emptied_batch() -> None:
     engine.sync()
     assert engine.on_ack(conn, OpAck(str(op_id))) == [op_id]  # lastId only
     assert engine.pending_count() == 0
+
+
+@pytest.mark.parametrize("error", ["OUTCOME_UNKNOWN", "REPLICATION_TIMEOUT"])
+def test_an_unknown_outcome_is_resent_never_reported_as_a_refusal(error: str) -> None:
+    """The owner may have applied it: resending is harmless under LWW, dropping is not."""
+    engine, transport, _router, clock, hlc = make()
+    op_id = put(engine, hlc, "key-1")
+    engine.sync()
+    node = transport.sent[-1][0]
+    engine.on_ack(
+        transport.conns[node], OpAck("0", (OpResult(str(op_id), False, "APPLIED", error),))
+    )
+    assert engine.pending_ids() == [op_id] and not engine.stats.rejections
+    assert not engine.parked() and not engine.refused()  # not counted as NOT_OWNER
+    clock.now += 1.0
+    assert engine.sync() == 1 and transport.sent[-1][0] == node  # same route: the owner
+    engine.on_ack(transport.conns[node], OpAck(str(op_id), (OpResult(str(op_id), True),)))
+    assert engine.pending_count() == 0
+
+
+def test_cluster_minority_sends_the_op_to_another_node() -> None:
+    engine, transport, router, clock, hlc = make()
+    op_id = put(engine, hlc, "key-1")
+    engine.sync()
+    owner = router.route("key-1").owner  # type: ignore[union-attr]
+    assert transport.sent[-1][0] == owner
+    reason = "CLUSTER_MINORITY: this node is cut off from the majority: use another"
+    engine.on_rejected(transport.conns[owner], OpRejected(str(op_id), reason, 400))
+    assert engine.pending_ids() == [op_id] and not engine.stats.rejections
+    assert any("CLUSTER_MINORITY" in r for r in transport.table_requests)
+    last = owner
+    for _ in range(20):  # never parked; never straight back to the node that just refused
+        clock.now += 2.0
+        assert engine.sync() == 1
+        node = transport.sent[-1][0]
+        assert node != last
+        engine.on_rejected(transport.conns[node], OpRejected(str(op_id), reason, 400))
+        last = node
+    assert not engine.parked() and engine.pending_count() == 1
+    # a NOT_OWNER naming the owner is followed again (it is the authority on where to go)
+    clock.now += 2.0
+    engine.sync()
+    hint = NotOwnerHint(router.route("key-1").partition_id, owner, 2)  # type: ignore[union-attr]
+    engine.on_rejected(
+        transport.conns[transport.sent[-1][0]], OpRejected(str(op_id), NOT_OWNER, None, hint)
+    )
+    clock.now += 2.0
+    engine.sync()
+    assert transport.sent[-1][0] == owner

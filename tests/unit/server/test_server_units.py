@@ -129,8 +129,16 @@ class FakeLink:
 
 
 def node_with(owners: dict[int, str], backups: dict[int, tuple[str, ...]], me: str = "a",
-              links: dict[str, FakeLink] | None = None) -> ServerNode:  # fmt: skip
-    node = ServerNode(NodeConfig(node_id=me, jwt_secret=SECRET, cluster_secret=SECRET))
+              links: dict[str, FakeLink] | None = None,
+              min_cluster_size: int = 1) -> ServerNode:  # fmt: skip
+    """A node serving a fixed table. ``min_cluster_size=1`` (the default here) keeps the
+    write-path tests free of quorum concerns; the fencing tests pass 0 (majority)."""
+    node = ServerNode(
+        NodeConfig(
+            node_id=me, jwt_secret=SECRET, cluster_secret=SECRET,
+            min_cluster_size=min_cluster_size,
+        )
+    )  # fmt: skip
     node.state = "running"
     node.membership.me = Member(me, f"h:{me}", f"ws://{me}", node.incarnation)
     own = tuple(owners.get(p, me) for p in range(271))
@@ -238,14 +246,30 @@ def test_not_owner_when_owner_unreachable_or_forwarded_to_wrong_node() -> None:
             "currentOwner": "c",
             "mapVersion": 5,
         }
-        node = node_with({236: "c"}, {}, links={"c": FakeLink("c", PeerGone("c"))})
+        closed = FakeLink("c")
+        closed.closed = True
+        node = node_with({236: "c"}, {}, links={"c": closed})
         [o] = await node.execute([op("key-1", 1)])
-        assert o.error == "NOT_OWNER"
+        assert o.error == "NOT_OWNER" and not closed.requests  # never sent: certainly not applied
         [o] = await node.execute([op("key-1", 1)], forwarded=True)  # no second hop
         assert o.error == "NOT_OWNER" and node.store.get("m", "key-1") is None
         node.partitions.table = None
         [o] = await node.execute([op("key-1", 1)])
         assert o.error == "NOT_OWNER" and o.hint is not None and o.hint.map_version == 0
+
+    asyncio.run(scenario())
+
+
+def test_forward_whose_answer_never_came_is_outcome_unknown_not_a_refusal() -> None:
+    """The owner may have applied a forwarded op whose answer was lost: that is not NOT_OWNER
+    (the issue found a write answered NOT_OWNER stored on the owner)."""
+
+    async def scenario() -> None:
+        for failure in (PeerGone("c"), TimeoutError()):
+            link = FakeLink("c", failure)
+            node = node_with({236: "c"}, {}, links={"c": link})
+            [o] = await node.execute([op("key-1", 1)])
+            assert link.requests and not o.ok and o.error == "OUTCOME_UNKNOWN" and o.hint is None
 
     asyncio.run(scenario())
 
@@ -266,7 +290,8 @@ def test_table_apply_only_newer_and_owner_migrates_to_new_backups() -> None:
             6, (*t.nodes, NodeInfo("b", "ws://b")), t.owners, tuple(("b",) for _ in range(271))
         )
         assert not node.partitions.apply_table(PartitionTable(5, t.nodes, t.owners, t.backups))
-        assert node.partitions.apply_table(newer)
+        assert not node.partitions.apply_table(newer)  # no acks: never committed
+        assert node.partitions.apply_table(newer, ("a",), ("a",))
 
         def ready_items() -> int:
             return sum(len(m["items"]) for m in b.sent if m["t"] == "READY")
@@ -305,7 +330,7 @@ def test_rejoining_member_loses_stale_readiness_and_dead_migration_target_does_n
         gate = asyncio.Event()
         link.gate = gate
         node.partitions.ready.clear()
-        task = asyncio.create_task(node.partitions.migrate("b", [1]))
+        task = asyncio.create_task(node.migrations.migrate("b", [1]))
         await wait_until(lambda: link.requests, 2.0, "the migration request reached b")
         node.membership.members["b"] = Member("b", "h:b", "ws://b", "newer-incarnation")
         gate.set()
@@ -313,5 +338,112 @@ def test_rejoining_member_loses_stale_readiness_and_dead_migration_target_does_n
         assert (1, "b") not in node.partitions.ready
         for t in list(node.ctx.tasks):
             t.cancel()
+
+    asyncio.run(scenario())
+
+
+# --- fencing ------------------------------------------------------------------------------
+
+
+def three_node_table_node(**kw: Any) -> ServerNode:
+    """Node a of a 3-node table {a, b, c}, majority rules; a owns key-1's partition."""
+    return node_with({236: "a", 0: "b"}, {236: ("b",), 0: ("c",)}, min_cluster_size=0, **kw)
+
+
+def test_a_minority_node_refuses_writes_and_an_owner_without_lease_too() -> None:
+    async def scenario() -> None:
+        alone = three_node_table_node()  # c and b unreachable: 1 of 3
+        outcomes = await alone.execute([op("key-1", 1), op("other", 2, "2")])
+        assert all(o.error and o.error.startswith("CLUSTER_MINORITY") for o in outcomes)
+        assert alone.store.get("m", "key-1") is None and alone.store.get("m", "other") is None
+        alone.partitions.maybe_plan()  # it is the authority, but plans nothing
+        assert alone.table is not None and alone.table.version == 5 and not alone.ctx.tasks
+        # linked to b: a majority, but the lease needs b to have answered a heartbeat
+        node = three_node_table_node(links={"b": FakeLink("b")})
+        [o] = await node.execute([op("key-1", 1)])
+        assert o.error is not None and "lease" in o.error and node.store.get("m", "key-1") is None
+        node.membership.lease.confirm("b", time.monotonic())
+        [o] = await node.execute([op("key-1", 1)])
+        assert o.ok
+
+    asyncio.run(scenario())
+
+
+def test_a_stall_is_not_a_death_but_silence_after_it_is() -> None:
+    async def scenario() -> None:
+        node = three_node_table_node()
+        link = FakeLink("b")
+        aborted: list[str] = []
+        link.abort = lambda: aborted.append("b")  # type: ignore[attr-defined]
+        link.last_recv = 100.0  # type: ignore[attr-defined]
+        link.remote = Member("b", "h:b", "ws://b", "inc")  # type: ignore[attr-defined]
+        link.remote_extra = {}  # type: ignore[attr-defined]
+        node.membership.link_up(link, link.remote)  # type: ignore[arg-type, attr-defined]
+        detector = node.membership._detectors[link]  # type: ignore[index]
+        detector.restart(100.0)
+        node.membership._last_tick = 100.0
+        node.membership.heartbeat(106.0)  # our tick is 5.5 s late: we were stopped, not b
+        assert not aborted and node.metrics.stalls._value.get() == 1  # type: ignore[attr-defined]
+        node.membership.heartbeat(106.5)
+        assert not aborted
+        cfg = node.config
+        now = 106.5
+        while not aborted and now < 106.0 + cfg.max_silence_s + 1:  # on time; b stays silent
+            now += cfg.heartbeat_interval_s
+            node.membership.heartbeat(now)
+        assert aborted == ["b"]
+        assert cfg.min_silence_s <= now - 106.0 <= cfg.max_silence_s + cfg.heartbeat_interval_s
+        for task in list(node.ctx.tasks):
+            task.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_forged_or_stale_table_from_a_peer_is_refused_and_counted() -> None:
+    node = node_with({}, {}, min_cluster_size=0)
+    t = node.table
+    assert t is not None
+    refused = node.metrics.tables_refused
+    same_key_other_owners = PartitionTable(5, t.nodes, tuple("x" for _ in range(271)), t.backups)
+    assert not node.partitions.apply_table(same_key_other_owners, ("a",), ("a",))
+    assert refused.labels(reason="forged")._value.get() == 1  # type: ignore[attr-defined]
+    assert not node.partitions.apply_table(PartitionTable(4, t.nodes, t.owners, t.backups))
+    assert refused.labels(reason="stale")._value.get() == 1  # type: ignore[attr-defined]
+    newer = PartitionTable(6, t.nodes, t.owners, t.backups)
+    assert not node.partitions.apply_table(newer, ("x", "y"), ("a", "x", "y"))  # no quorum
+    assert refused.labels(reason="uncommitted")._value.get() == 1  # type: ignore[attr-defined]
+    assert node.table is t
+
+
+def test_healing_compares_quiet_stranded_partitions_once_and_pushes_only_differences() -> None:
+    async def scenario() -> None:
+        def owner_answers(msg: dict[str, Any]) -> dict[str, Any]:
+            if msg["t"] == "AE_DIGESTS":
+                return {"differs": [p for p, _ in msg["items"] if p == 236], "notOwner": []}
+            return {"ok": True}
+
+        c = FakeLink("c", owner_answers)
+        node = node_with({236: "c", 245: "c"}, {}, links={"c": c})  # a holds, c owns
+        node.store.merge("m", "key-1", rec("stranded", 10))  # partition 236: differs at c
+        node.store.merge("m", "key-0", rec("same", 10))  # partition 245: equal at c
+        heal = node.healing
+
+        def kinds() -> list[str]:
+            return [r["t"] for r in c.requests]
+
+        assert await heal.turn() == 0 and kinds() == []  # first look: not known to be quiet
+        assert await heal.turn() == 1
+        assert kinds() == ["AE_DIGESTS", "AE_PUSH"]
+        push = c.requests[1]
+        assert push["pid"] == 236 and push["done"] is True and len(push["recs"]) == 1
+        assert [p for p, _ in c.requests[0]["items"]] == [236, 245]
+        await heal.turn()
+        assert kinds() == ["AE_DIGESTS", "AE_PUSH"]  # reconciled: nothing more to say
+        node.store.merge("m", "key-1", rec("newer", 20))
+        await heal.turn()  # changed since the last turn: wait for it to be quiet
+        assert len(kinds()) == 2
+        await heal.turn()
+        assert kinds()[2:] == ["AE_DIGESTS", "AE_PUSH"]
+        assert [p for p, _ in c.requests[2]["items"]] == [236]
 
     asyncio.run(scenario())
