@@ -7,9 +7,12 @@ Feature: A network partition loses no acknowledged write
   and every acknowledged write is there once, with its newest value.
 
   @partition @blocker @allure.label.story:The_owner_of_a_key_is_cut_off_from_the_cluster
-  Scenario: The owner of key-1 is cut off from the other nodes while three clients write
+  Scenario: The owner of key-1 is cut off from the other nodes while clients write
+    One client knows only the owner of key-1: it cannot route around the cut, so whatever
+    that node does while it is alone is put to the test.
+
     Given a running cluster of 3 nodes that declare a silent node dead after 1 seconds
-    And 3 clients writing, each to new keys of its own and each key 2 times, one write at a time, each write given 2 seconds to be acknowledged
+    And 3 clients writing, each to new keys of its own and each key 2 times, one write at a time, each write given 2 seconds to be acknowledged, and one more that knows only the owner of "key-1" and writes through it alone
     When the owner of "key-1" is cut off from the other nodes for 6 seconds
     And every fault is healed and the cluster of 3 nodes re-forms within 15 seconds
     Then reading every key back within 10 seconds finds no acknowledged write lost and nothing that was not written

@@ -35,12 +35,24 @@ def cluster_with_failure_timeout(context, count, seconds):
     "{writers:d} clients writing, each to new keys of its own and each key {times:d} times, "
     "one write at a time, each write given {seconds:g} seconds to be acknowledged"
 )
-def writers_running(context, writers, times, seconds):
+def writers_running(context, writers, times, seconds, pinned_to=None):
     world = context.world
-    trial = Trial.start(world, writers=writers, writes_per_key=times, write_timeout_s=seconds)
+    trial = Trial.start(
+        world, writers=writers, writes_per_key=times, write_timeout_s=seconds, pinned_to=pinned_to
+    )
     world.notes["trial"] = trial
     context.add_cleanup(trial.writers.stop, seconds + 2.0)
     trial.wait_for_acks(writers, world.limit(10))
+
+
+@given(
+    "{writers:d} clients writing, each to new keys of its own and each key {times:d} times, "
+    "one write at a time, each write given {seconds:g} seconds to be acknowledged, and one "
+    'more that knows only the owner of "{key}" and writes through it alone'
+)
+def writers_running_one_pinned(context, writers, times, seconds, key):
+    owner = context.world.cluster.owner_of(key)
+    writers_running(context, writers, times, seconds, pinned_to=owner)
 
 
 @when(

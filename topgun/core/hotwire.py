@@ -104,6 +104,7 @@ def _undefined(code: int, data: memoryview) -> Any:
 _decoder = msgspec.msgpack.Decoder(_OpBatch | _ClientOp, ext_hook=_undefined)
 
 
+_LWW_TYPES = (None, OP_PUT, OP_REMOVE)
 _tuple_new = tuple.__new__  # a NamedTuple's own __new__ is a Python-level lambda
 
 
@@ -137,22 +138,20 @@ def _plain(value: dict[Any, Any] | list[Any]) -> bool:
 
 
 def _op(op: _Op) -> ClientOp:
+    """A plain LWW op (PUT, REMOVE or no opType, with its record); anything else declines."""
     rec = op.record
-    record = None
-    if rec is not None:
-        ts = rec.timestamp
-        stamp = _tuple_new(Timestamp, (_whole(ts.millis), _whole(ts.counter), ts.nodeId))
-        ttl = None if rec.ttlMs is None else _whole(rec.ttlMs)
-        value = rec.value
-        if value.__class__ in (dict, list):
-            if not _plain(value):
-                raise _NotHot
-        elif value.__class__ is datetime:
+    if rec is None or op.opType not in _LWW_TYPES:
+        raise _NotHot
+    value = rec.value
+    if value.__class__ in (dict, list):
+        if not _plain(value):
             raise _NotHot
-        record = LWWRecord(value, stamp, ttl)
-    elif op.opType in (None, OP_PUT, OP_REMOVE):
-        raise _NotHot  # an LWW op needs a record
-    return ClientOp(op.mapName, op.key, record, op.opType, op.id)
+    elif value.__class__ is datetime or (value is not None and op.opType == OP_REMOVE):
+        raise _NotHot
+    ts = rec.timestamp
+    stamp = _tuple_new(Timestamp, (_whole(ts.millis), _whole(ts.counter), ts.nodeId))
+    ttl = None if rec.ttlMs is None else _whole(rec.ttlMs)
+    return ClientOp(op.mapName, op.key, LWWRecord(value, stamp, ttl), op.opType, op.id)
 
 
 def decode_hot(data: bytes) -> Message | None:

@@ -48,7 +48,9 @@ class Trial:
         writers: int,
         writes_per_key: int,
         write_timeout_s: float,
+        pinned_to: str | None = None,
     ) -> Trial:
+        """``pinned_to`` (a node id): one more writer, talking to that node alone."""
         cluster = world.cluster
         map_name = f"trial-{uuid.uuid4().hex[:8]}"
         settings = WriterSettings(
@@ -58,6 +60,9 @@ class Trial:
             writes_per_key=writes_per_key,
             write_timeout_s=write_timeout_s,
         )
+        if pinned_to is not None:
+            settings.pinned[writers] = cluster.client_url(pinned_to)
+            writers += 1
         trial = cls(cluster, Writers(world.loop, settings, writers), Nemesis(cluster), map_name)
         trial.writers.start()
         return trial

@@ -43,14 +43,23 @@ class WriterSettings:
     write_timeout_s: float = 2.0
     start_timeout_s: float = 2.0
     client_options: dict[str, Any] = field(default_factory=dict)
+    pinned: dict[int, str] = field(default_factory=dict)
+    """Writer index → the one node URL it talks to (single-server mode: no partition map,
+    no way around that node), so what that node does when cut off cannot be routed away."""
 
 
 def key_of(writer: int, index: int) -> str:
     return f"w{writer}-k{index}"
 
 
-def new_client(seeds: list[str], token: str, **options: Any) -> TopGunClient:
-    client = TopGunClient(cluster=ClusterConfig(seeds=seeds, **options), storage=MemoryStorage())
+def new_client(
+    seeds: list[str], token: str, *, server_url: str | None = None, **options: Any
+) -> TopGunClient:
+    if server_url is not None:
+        client = TopGunClient(server_url=server_url, storage=MemoryStorage())
+    else:
+        cluster = ClusterConfig(seeds=seeds, **options)
+        client = TopGunClient(cluster=cluster, storage=MemoryStorage())
     client.set_auth_token(token)
     return client
 
@@ -104,7 +113,7 @@ class Writers:
         try:
             while not self._stopping.is_set():
                 if client is None:
-                    client = await self._connect()
+                    client = await self._connect(s.pinned.get(writer))
                     if client is None:
                         await asyncio.sleep(RECONNECT_PAUSE_S)
                         continue
@@ -123,9 +132,9 @@ class Writers:
             if client is not None:
                 await client.close()
 
-    async def _connect(self) -> TopGunClient | None:
+    async def _connect(self, server_url: str | None) -> TopGunClient | None:
         s = self.settings
-        client = new_client(s.seeds(), s.token, **s.client_options)
+        client = new_client(s.seeds(), s.token, server_url=server_url, **s.client_options)
         try:
             await client.start(timeout=s.start_timeout_s)
         except (TopGunClientError, OSError) as exc:

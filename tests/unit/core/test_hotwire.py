@@ -92,3 +92,22 @@ def test_a_valid_batch_takes_the_fast_path() -> None:
     frame = {"type": "OP_BATCH", "payload": {"ops": [op, op]}}
     hot = decode_hot(pack(frame))
     assert hot is not None and hot == message_from_wire(frame)
+
+
+def test_ops_the_rule_table_refuses_are_left_to_the_general_path() -> None:
+    """Found by the hostile-input run: the fast path accepted a REMOVE carrying a value."""
+    stamp = {"millis": 5.0, "counter": 1, "nodeId": "n"}
+    plain = {"mapName": "m", "key": "k", "record": {"value": 1, "timestamp": stamp}}
+    for op in (
+        {**plain, "opType": "REMOVE"},  # a removal with a value
+        {**plain, "opType": "OR_ADD"},  # an OR op with an LWW record
+        {**plain, "writeConcern": "bogus"},  # per-op fields the fast path does not know
+        {**plain, "sneaky": 1},
+        {**plain, "record": {"value": 1, "timestamp": stamp, "owner": "x"}},
+        {**plain, "record": {"value": msgpack.Timestamp(1, 2), "timestamp": stamp}},
+    ):
+        for frame in (
+            {"type": "OP_BATCH", "payload": {"ops": [op]}},
+            {"type": "CLIENT_OP", "payload": op},
+        ):
+            assert decode_hot(pack(frame)) is None, op
