@@ -143,10 +143,12 @@ def _op(op: _Op) -> ClientOp:
     if rec is None or op.opType not in _LWW_TYPES:
         raise _NotHot
     value = rec.value
+    if value is not None and op.opType == OP_REMOVE:
+        raise _NotHot  # a removal must carry nil: the rule table words the refusal
     if value.__class__ in (dict, list):
         if not _plain(value):
             raise _NotHot
-    elif value.__class__ is datetime or (value is not None and op.opType == OP_REMOVE):
+    elif value.__class__ is datetime:
         raise _NotHot
     ts = rec.timestamp
     stamp = _tuple_new(Timestamp, (_whole(ts.millis), _whole(ts.counter), ts.nodeId))

@@ -43,7 +43,9 @@ def test_subscriber_on_a_non_owner_gets_the_event_and_the_writer_does_not() -> N
             writer = await WireClient.open(writer_node.client_url, token(ADMIN))
             await subscribe(watcher, "ev")
             await subscribe(writer, "ev", "w1")
-            ack = await writer.write([put("1", key, {"n": 1}, map_name="ev")])
+            # explicit stamps: two writes within one millisecond would tie, and a tie is no change
+            now = int(time.time() * 1000)
+            ack = await writer.write([put("1", key, {"n": 1}, map_name="ev", millis=now)])
             assert ack["lastId"] == "1"
             batch = await watcher.recv("SERVER_BATCH_EVENT")
             (event,) = batch["payload"]["events"]
@@ -51,7 +53,7 @@ def test_subscriber_on_a_non_owner_gets_the_event_and_the_writer_does_not() -> N
             assert event["record"]["value"] == {"n": 1}
             Timestamp.from_wire(batch["timestamp"])  # a real HLC object (§6.4-G)
             # a single CLIENT_OP gives SERVER_EVENT; a removal says REMOVE with the tombstone
-            tomb = {**put("2", key, None, map_name="ev"), "opType": "REMOVE"}
+            tomb = {**put("2", key, None, map_name="ev", millis=now + 1), "opType": "REMOVE"}
             await writer.send({"type": "CLIENT_OP", "payload": tomb})
             single = await watcher.recv("SERVER_EVENT")
             assert single["payload"]["eventType"] == "REMOVE"

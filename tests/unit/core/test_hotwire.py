@@ -100,6 +100,7 @@ def test_ops_the_rule_table_refuses_are_left_to_the_general_path() -> None:
     plain = {"mapName": "m", "key": "k", "record": {"value": 1, "timestamp": stamp}}
     for op in (
         {**plain, "opType": "REMOVE"},  # a removal with a value
+        {**plain, "opType": "REMOVE", "record": {"value": {"v": [1]}, "timestamp": stamp}},
         {**plain, "opType": "OR_ADD"},  # an OR op with an LWW record
         {**plain, "writeConcern": "bogus"},  # per-op fields the fast path does not know
         {**plain, "sneaky": 1},
