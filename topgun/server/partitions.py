@@ -407,6 +407,12 @@ class PartitionService:
             return False
         me = self.ctx.node_id
         self.table = new
+        # A node holds current data of a partition only while it replicates it: once a table
+        # leaves it out (a cut-off side, a moved replica), its copy goes stale, and it must be
+        # migrated to again before it can own or back up that partition. Found by the 2 | 3
+        # split: the minority's authority kept its side's readiness and handed ownership back
+        # at once after the heal, to nodes that had missed the majority's writes.
+        self.ready = {(p, n) for p, n in self.ready if n == new.owners[p] or n in new.backups[p]}
         self.acks, self.acked_voters = acks, voters
         self.acceptor.observe(new.key)
         self.max_version = max(self.max_version, new.version)

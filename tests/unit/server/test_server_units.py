@@ -447,3 +447,21 @@ def test_healing_compares_quiet_stranded_partitions_once_and_pushes_only_differe
         assert [p for p, _ in c.requests[2]["items"]] == [236]
 
     asyncio.run(scenario())
+
+
+def test_a_table_that_leaves_a_node_out_of_a_partition_forgets_its_readiness() -> None:
+    """Found by the 2 | 3 split in hosts mode: the minority's authority kept readiness from
+    before the cut and, after the heal, handed partitions straight back to nodes that had
+    missed the majority's writes; a replica's copy counts only while it replicates."""
+    node = node_with({1: "b", 2: "a"}, {1: ("a",), 2: ("b",)}, me="a")
+    t = node.table
+    assert t is not None
+    node.partitions.ready = {(1, "a"), (1, "b"), (2, "a"), (2, "b")}
+    owners = tuple("c" if p == 1 else o for p, o in enumerate(t.owners))
+    backups = tuple(("c",) if p == 2 else b for p, b in enumerate(t.backups))
+    nodes = (*t.nodes, NodeInfo("c", "ws://c"))
+    # partition 1: b is no longer its owner (c is); partition 2: b no longer backs it up
+    assert node.partitions.apply_table(PartitionTable(6, nodes, owners, backups), ("a",), ("a",))
+    assert node.partitions.ready == {(1, "a"), (2, "a")}
+    for task in list(node.ctx.tasks):
+        task.cancel()
