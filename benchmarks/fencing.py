@@ -248,20 +248,39 @@ def rejoined_from_logs(cluster: ProcessCluster, run: Run) -> None:
                 break
 
 
+READ_PAGE = 1000
+MAX_PAGES = 1000
+
+
 async def read_back(cluster: ProcessCluster, token: str) -> dict[str, Any]:
+    """The whole map, page by page (a page holds at most 1000 rows), following nextCursor."""
     conn = await Conn.open(cluster.client_url(cluster.order[0]), token)
+    rows: dict[str, Any] = {}
+    cursor: str | None = None
     try:
-        await conn.ws.send(encode(QuerySub("all", MAP, Query())))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for item in decode_frame(await asyncio.wait_for(conn.ws.recv(), 30)):
-                if isinstance(item, QueryResp) and item.query_id == "all":
-                    if item.error:
-                        raise RuntimeError(item.error)
-                    return dict(item.results)
-        raise TimeoutError("QUERY_RESP")
+        for page in range(MAX_PAGES):
+            query_id = f"page-{page}"
+            query = Query(limit=READ_PAGE, cursor=cursor)
+            await conn.ws.send(encode(QuerySub(query_id, MAP, query)))
+            resp = await _query_resp(conn, query_id, 30)
+            rows.update(resp.results)
+            if not resp.has_more:
+                return rows
+            cursor = resp.next_cursor
+        raise RuntimeError(f"more than {MAX_PAGES} pages")
     finally:
         conn.ws.transport.abort()
+
+
+async def _query_resp(conn: Any, query_id: str, within: float) -> QueryResp:
+    deadline = time.monotonic() + within
+    while (left := deadline - time.monotonic()) > 0:
+        for item in decode_frame(await asyncio.wait_for(conn.ws.recv(), left)):
+            if isinstance(item, QueryResp) and item.query_id == query_id:
+                if item.error:
+                    raise RuntimeError(item.error)
+                return item
+    raise TimeoutError(f"QUERY_RESP {query_id}")
 
 
 def wait_safe(cluster: ProcessCluster, token: str, within: float) -> bool:
