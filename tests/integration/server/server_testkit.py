@@ -8,6 +8,7 @@ from typing import Any
 
 from topgun.core.hashing import partition_id
 from topgun.harness.nodes import harness_policies, kill_nodes, start_nodes
+from topgun.harness.waiting import wait_until
 from topgun.harness.wire import WireClient
 from topgun.server import NodeConfig, ServerNode
 from topgun.server.auth import make_token
@@ -63,3 +64,19 @@ def owner_of(nodes: list[ServerNode], key: str) -> ServerNode:
 
 def run(coro: Any, timeout: float = 60.0) -> Any:
     return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def with_node(body, **knobs):  # type: ignore[no-untyped-def]
+    """Run ``body(node)`` against one started solo node; afterwards no task of it is left."""
+
+    async def scenario() -> None:
+        node = make_node("solo", **knobs)
+        await node.start()
+        try:
+            await wait_until(lambda: node.table is not None, 3.0, "solo table")
+            await body(node)
+        finally:
+            await node.kill()
+            assert not node.ctx.tasks
+
+    run(scenario())

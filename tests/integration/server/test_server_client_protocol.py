@@ -7,12 +7,11 @@ import time
 
 import jwt
 import pytest
-from server_testkit import SECRET, WireClient, make_node, put, record, run, token
+from server_testkit import SECRET, WireClient, put, record, token, with_node
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from topgun.core.codec import pack
-from topgun.harness.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -23,20 +22,6 @@ async def closed_code(c: WireClient, within: float = 5.0) -> int | None:
             await asyncio.wait_for(c.ws.recv(), within)
     except ConnectionClosed as exc:
         return exc.rcvd.code if exc.rcvd is not None else None
-
-
-def with_node(body, **knobs):  # type: ignore[no-untyped-def]
-    async def scenario() -> None:
-        node = make_node("solo", **knobs)
-        await node.start()
-        try:
-            await wait_until(lambda: node.table is not None, 3.0, "solo table")
-            await body(node)
-        finally:
-            await node.kill()
-            assert not node.ctx.tasks
-
-    run(scenario())
 
 
 # signed with the same secret as good tokens, so only the algorithm makes them bad; PyJWT

@@ -11,12 +11,11 @@ from typing import Any
 import jwt
 import msgpack
 import pytest
-from server_testkit import SECRET, make_node, put, record, run, token
+from server_testkit import SECRET, put, record, token, with_node
 
 from topgun.core.codec import pack
 from topgun.core.policy import PolicySet
 from topgun.harness.security import pinging_stranger
-from topgun.harness.waiting import wait_until
 from topgun.harness.wire import WireClient
 from topgun.server.auth import make_token
 
@@ -33,19 +32,6 @@ POLICIES = PolicySet.from_dicts(
         },
     ]
 )
-
-
-def with_node(body, **knobs):  # type: ignore[no-untyped-def]
-    async def scenario() -> None:
-        node = make_node("solo", **knobs)
-        await node.start()
-        try:
-            await wait_until(lambda: node.table is not None, 3.0, "solo table")
-            await body(node)
-        finally:
-            await node.kill()
-
-    run(scenario())
 
 
 def user(sub: str = "ann", roles: list[str] | None = None) -> str:
