@@ -116,24 +116,28 @@ def _whole(x: int | float) -> int:
     return int(x)
 
 
-def _plain(value: dict[Any, Any] | list[Any]) -> bool:
-    """Nested at most MAX_VALUE_DEPTH deep and free of msgpack timestamps (which msgspec reads
-    as ``datetime``, losing nanoseconds; the general path keeps them as they came)."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
+_LEAVES = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def _plain(value: dict[Any, Any] | list[Any], depth: int = 0) -> bool:
+    """Nested at most MAX_VALUE_DEPTH deep, with string keys and free of msgpack timestamps
+    (which msgspec reads as ``datetime``, losing nanoseconds; the general path keeps them as
+    they came). Any other key (a tuple from an array key, a timestamp) declines."""
+    if depth >= MAX_VALUE_DEPTH:
+        return False
+    if value.__class__ is dict:
+        for k in value:
+            if k.__class__ is not str:
+                return False
+        items: Any = value.values()
+    else:
+        items = value
+    for item in items:
         cls = item.__class__
-        if cls is dict:
-            children: Any = [*item.keys(), *item.values()]
-        elif cls is list:
-            children = item
-        elif cls is datetime:
-            return False
-        else:
+        if cls in _LEAVES:
             continue
-        if depth >= MAX_VALUE_DEPTH:
+        if (cls is not dict and cls is not list) or not _plain(item, depth + 1):
             return False
-        stack.extend((child, depth + 1) for child in children)
     return True
 
 

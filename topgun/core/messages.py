@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import msgspec
+
 from topgun.core.errors import ProtocolError
 from topgun.core.hlc import Timestamp
 from topgun.core.records import MAX_TTL_MS, LWWRecord
@@ -328,8 +330,7 @@ def _check_fields(obj: object, rules: dict[str, FieldRule], where: str) -> dict[
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class ClientOp:
+class ClientOp(msgspec.Struct, frozen=True, gc=False):
     """One write as sent in ``OP_BATCH.ops`` or ``CLIENT_OP.payload`` (reference §2.3)."""
 
     map_name: str
@@ -382,8 +383,7 @@ class ClientOp:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class InvalidOp:
+class InvalidOp(msgspec.Struct, frozen=True, gc=False):
     """An op of a batch that broke a rule: refused on its own, the others go on."""
 
     id: str | None
@@ -443,22 +443,17 @@ class ClientOpMessage(Message):
         return cls(parse_op(_payload(obj)))
 
 
-@dataclass(frozen=True, slots=True)
-class OpResult:
+class OpResult(msgspec.Struct, frozen=True, gc=False):
     op_id: str
     success: bool
     achieved_level: str = "APPLIED"
     error: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return _drop_none(
-            {
-                "opId": self.op_id,
-                "success": self.success,
-                "achievedLevel": self.achieved_level,
-                "error": self.error,
-            }
-        )
+        wire = {"opId": self.op_id, "success": self.success, "achievedLevel": self.achieved_level}
+        if self.error is not None:
+            wire["error"] = self.error
+        return wire
 
     @classmethod
     def from_wire(cls, obj: object) -> OpResult:
@@ -503,8 +498,7 @@ class OpAck(Message):
         )
 
 
-@dataclass(frozen=True, slots=True)
-class NotOwnerHint:
+class NotOwnerHint(msgspec.Struct, frozen=True, gc=False):
     """The ``error`` object of a NOT_OWNER refusal (the newer reference client's shape)."""
 
     partition_id: int
@@ -767,8 +761,7 @@ class QueryUpdate(Message):
         )
 
 
-@dataclass(frozen=True, slots=True)
-class ServerEventPayload:
+class ServerEventPayload(msgspec.Struct, frozen=True, gc=False):
     map_name: str
     key: str
     event_type: str

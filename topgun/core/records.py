@@ -9,8 +9,9 @@ replicates and merges like any other write.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from topgun.core.errors import ProtocolError
 from topgun.core.hlc import HLC, Timestamp
@@ -18,8 +19,7 @@ from topgun.core.hlc import HLC, Timestamp
 MAX_TTL_MS = 10 * 365 * 24 * 3600 * 1000
 
 
-@dataclass(frozen=True, slots=True)
-class LWWRecord:
+class LWWRecord(msgspec.Struct, frozen=True, gc=False):
     """One value of one key at one timestamp; ``value is None`` marks a tombstone."""
 
     value: Any

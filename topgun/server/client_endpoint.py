@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import itertools
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -127,7 +127,7 @@ def _seen(rec: LWWRecord, view: FieldView) -> LWWRecord:
     """A record as a reader with ``view`` may see it (allowedFields trim object values)."""
     if view.fields is None or rec.value is None:
         return rec
-    return dataclasses.replace(rec, value=view.apply(rec.value))
+    return msgspec.structs.replace(rec, value=view.apply(rec.value))
 
 
 @dataclass
@@ -375,10 +375,16 @@ class ClientSession:
             return
         outcomes: list[Outcome | None] = [None] * len(ops)
         allowed: list[tuple[int, ClientOp]] = []
+        may: dict[tuple[bool, str], bool] = {}  # a batch mostly writes one or two maps
         for i, op in enumerate(ops):
             if isinstance(op, InvalidOp):
                 outcomes[i] = Outcome(False, op.error)
-            elif authorize(self.principal, REMOVE if op.is_remove else PUT, op.map_name):
+                continue
+            what = (op.is_remove, op.map_name)
+            ok = may.get(what)
+            if ok is None:
+                ok = may[what] = authorize(self.principal, REMOVE if what[0] else PUT, what[1])
+            if ok:
                 allowed.append((i, op))
             else:
                 outcomes[i] = Outcome(False, f"{FORBIDDEN}: Access Denied for map {op.map_name}")

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from topgun.core.errors import ClockSkewError, ProtocolError
 from topgun.core.hashing import partition_id
@@ -42,8 +43,7 @@ OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"
 REPLICATION_TIMEOUT = "REPLICATION_TIMEOUT"
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(msgspec.Struct, frozen=True, gc=False):
     """What happened to one op: applied (and replicated), or why not."""
 
     ok: bool
@@ -71,6 +71,11 @@ class Outcome:
             NotOwnerHint.from_wire(obj.get("hint")),
             level if isinstance(level, str) else "APPLIED",
         )
+
+
+_APPLIED = Outcome(True)
+_REPLICATED = Outcome(True, level="REPLICATED")
+_TIMED_OUT = Outcome(False, REPLICATION_TIMEOUT)
 
 
 class Operations:
@@ -225,9 +230,9 @@ class Operations:
             failed.update(applied)  # we may have been superseded meanwhile: cannot vouch
         for i in applied:
             if i in failed:
-                out[i] = Outcome(False, REPLICATION_TIMEOUT)
+                out[i] = _TIMED_OUT
             else:
-                out[i] = Outcome(True, level="REPLICATED" if i in replicated else "APPLIED")
+                out[i] = _REPLICATED if i in replicated else _APPLIED
 
     async def _forward(
         self,

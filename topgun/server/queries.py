@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Protocol
+
+import msgspec
 
 from topgun.core.errors import ProtocolError
 from topgun.core.messages import Query
@@ -36,8 +37,7 @@ class QueryFailed(Exception):
     """A part of a distributed answer is missing: the answer would be short, so it is none."""
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
+class Origin(msgspec.Struct, frozen=True, gc=False):
     """Who wrote a change: the client session (so its own writes are not echoed back to it as
     events) and whether it came as one ``CLIENT_OP`` (``SERVER_EVENT``) or a batch."""
 
