@@ -7,8 +7,8 @@ every inner node's hash is the sum of its children's modulo 2^32, and an empty t
 sets add up: a node answering for a whole cluster sums the owners' bucket hashes, and two
 replicas of a partition agree exactly when their roots do.
 
-Updates cost O(depth): each entry's hash is added to its leaf and every ancestor, and the
-previous hash of the key (if any) subtracted.
+An update adds the entry's hash (less the key's previous one) to its leaf, the root and the
+first level; the sums in between are added up from the leaves when asked for.
 """
 
 from __future__ import annotations
@@ -35,70 +35,111 @@ def entry_hash(key: str, ts: Timestamp) -> int:
 
 
 class MerkleTree:
-    """Sums of entry hashes per path prefix, plus the entries of each leaf."""
+    """Entry hashes per leaf, with the sums every level above them needs.
 
-    __slots__ = ("_counts", "_depth", "_leaves", "_sums")
+    A prefix of level ``n`` is the top ``4n`` bits of the key hash (its hex path parsed).
+    An update runs on every merge of every record a node holds, owner and backup alike, so it
+    keeps only the root and the 16 first-level sums current (plain int arithmetic); a sum
+    deeper down is added up from the leaves under it when asked for (16 leaves at level 2 of
+    the depth-3 tree, most holding one or two keys) — sync and repair ask rarely, and by
+    prefix.
+    """
+
+    __slots__ = ("_depth", "_first", "_first_n", "_leaves", "_root", "_shift", "_size")
 
     def __init__(self, depth: int = DEPTH) -> None:
+        if not 1 <= depth <= 8:
+            raise ValueError("a path has 1 to 8 hex digits (of a 32-bit hash)")
         self._depth = depth
-        self._sums: dict[str, int] = {}  # path prefix ("" = root) → hash
-        self._counts: dict[str, int] = {}  # path prefix → entries under it
-        self._leaves: dict[str, dict[str, int]] = {}  # leaf path → key → entry hash
+        self._shift = 32 - 4 * depth  # key hash >> shift = its leaf prefix
+        self._leaves: dict[int, dict[str, int]] = {}  # leaf prefix → key → entry hash
+        self._root = 0
+        self._size = 0
+        self._first = [0] * 16  # level-1 sums
+        self._first_n = [0] * 16  # entries under each level-1 prefix
 
     @property
     def depth(self) -> int:
         return self._depth
 
     def __len__(self) -> int:
-        return self._counts.get("", 0)
+        return self._size
+
+    def _prefix(self, path: str) -> int | None:
+        """The prefix a hex path names, or None for a path that is not one of this tree's."""
+        if len(path) > self._depth or path.strip(HEX):
+            return None
+        return int(path, 16) if path else 0
 
     def update(self, key: str, ts: Timestamp, key_hash: int | None = None) -> None:
         """Set ``key``'s entry to the record stamped ``ts`` (replacing any earlier one)."""
-        path = key_path(key, self._depth, key_hash)
-        leaf = self._leaves.setdefault(path, {})
+        h = fnv1a_utf16(key) if key_hash is None else key_hash
+        leaf_at = h >> self._shift
+        leaf = self._leaves.get(leaf_at)
+        if leaf is None:
+            leaf = self._leaves[leaf_at] = {}
         new = entry_hash(key, ts)
         old = leaf.get(key)
         leaf[key] = new
-        self._add(path, new - (old or 0), 0 if old is not None else 1)
+        top = h >> 28
+        if old is None:
+            self._size += 1
+            self._first_n[top] += 1
+            delta = new
+        else:
+            delta = new - old
+        self._root = (self._root + delta) & MASK32
+        self._first[top] = (self._first[top] + delta) & MASK32
 
     def remove(self, key: str, key_hash: int | None = None) -> None:
         """Forget ``key`` entirely (a purged record, or a partition handed away)."""
-        path = key_path(key, self._depth, key_hash)
-        leaf = self._leaves.get(path)
+        h = fnv1a_utf16(key) if key_hash is None else key_hash
+        leaf_at = h >> self._shift
+        leaf = self._leaves.get(leaf_at)
         if leaf is None or key not in leaf:
             return
         old = leaf.pop(key)
         if not leaf:
-            del self._leaves[path]
-        self._add(path, -old, -1)
+            del self._leaves[leaf_at]
+        top = h >> 28
+        self._size -= 1
+        self._first_n[top] -= 1
+        self._root = (self._root - old) & MASK32
+        self._first[top] = (self._first[top] - old) & MASK32
 
-    def _add(self, path: str, delta: int, count: int) -> None:
-        sums, counts = self._sums, self._counts
-        for n in range(len(path) + 1):
-            prefix = path[:n]
-            left = counts.get(prefix, 0) + count
-            if left:
-                counts[prefix] = left
-                sums[prefix] = (sums.get(prefix, 0) + delta) & MASK32
-            else:
-                counts.pop(prefix, None)
-                sums.pop(prefix, None)
+    def _sum(self, level: int, at: int) -> tuple[int, bool]:
+        """(hash, whether any entry is under it) of the prefix ``at`` of ``level``."""
+        if level == 0:
+            return self._root, self._size > 0
+        if level == 1:
+            return self._first[at], self._first_n[at] > 0
+        width = self._depth - level
+        leaves = self._leaves
+        total, found = 0, False
+        for leaf_at in range(at << (4 * width), (at + 1) << (4 * width)):
+            leaf = leaves.get(leaf_at)
+            if leaf is not None:
+                total += sum(leaf.values())
+                found = True
+        return total & MASK32, found
 
     def root(self) -> int:
-        return self._sums.get("", 0)
+        return self._root
 
     def hash_at(self, path: str) -> int:
-        return self._sums.get(path, 0)
+        at = self._prefix(path)
+        return 0 if at is None else self._sum(len(path), at)[0]
 
     def buckets(self, path: str) -> dict[str, int]:
         """The non-empty children of an inner node: hex digit → hash (``{}`` if unknown)."""
-        if len(path) >= self._depth:
+        at = self._prefix(path)
+        if at is None or len(path) >= self._depth:
             return {}
         out: dict[str, int] = {}
-        for digit in HEX:
-            child = path + digit
-            if child in self._sums:
-                out[digit] = self._sums[child]
+        for n, digit in enumerate(HEX):
+            h, found = self._sum(len(path) + 1, at * 16 + n)
+            if found:
+                out[digit] = h
         return out
 
     def is_leaf(self, path: str) -> bool:
@@ -106,7 +147,10 @@ class MerkleTree:
 
     def keys_at(self, path: str) -> list[str]:
         """The keys of a leaf (sorted), empty for an unknown or inner path."""
-        return sorted(self._leaves.get(path, ()))
+        at = self._prefix(path)
+        if at is None or len(path) != self._depth:
+            return []
+        return sorted(self._leaves.get(at, ()))
 
     def keys(self) -> Iterator[str]:
         for leaf in self._leaves.values():

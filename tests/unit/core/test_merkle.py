@@ -77,3 +77,11 @@ def test_trees_over_disjoint_keys_sum_to_the_tree_of_their_union(
         whole.update(k, ts)
     assert summed_buckets(parts, "") == whole.buckets("")
     assert sum(p.root() for p in parts) & MASK32 == whole.root()
+
+
+def test_paths_from_a_peer_are_hex_digits_of_the_tree_or_nothing() -> None:
+    tree = MerkleTree()
+    tree.update("key-user", SAMPLE_TS)
+    for bad in ["0xf", "f_8", " f", "F", "f8b0", "-1", "+f"]:
+        assert tree.hash_at(bad) == 0 and tree.buckets(bad) == {} and tree.keys_at(bad) == []
+    assert tree.hash_at("f") == tree.hash_at("f8") == tree.hash_at("f8b") == tree.root()
