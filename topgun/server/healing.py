@@ -26,12 +26,12 @@ from typing import Any
 
 from topgun.core.errors import ClockSkewError, ProtocolError
 from topgun.core.hashing import PARTITION_COUNT
+from topgun.core.record_wire import Triple, decode_records, encode_records
 from topgun.server.context import NodeContext
 from topgun.server.membership import Membership
 from topgun.server.migration import MIGRATION_CHUNK_RECORDS, Migrations
 from topgun.server.partitions import PartitionService
 from topgun.server.peer_link import PeerGone, PeerLink
-from topgun.server.store import Triple, triples_from_wire, triples_to_wire
 
 DIGESTS_PER_TURN = 64
 
@@ -133,7 +133,7 @@ class Healing:
         for start in range(0, max(len(records), 1), MIGRATION_CHUNK_RECORDS):
             chunk = records[start : start + MIGRATION_CHUNK_RECORDS]
             last = start + MIGRATION_CHUNK_RECORDS >= len(records)
-            msg = {"t": "AE_PUSH", "pid": pid, "recs": triples_to_wire(chunk), "done": last}
+            msg = {"t": "AE_PUSH", "pid": pid, "recs": encode_records(chunk), "done": last}
             await link.request(msg, timeout)
         return len(records)
 
@@ -160,7 +160,7 @@ class Healing:
     async def _on_push(self, link: PeerLink, msg: dict[str, Any]) -> None:
         ok = True
         try:
-            changed = self._merge(triples_from_wire(msg.get("recs")))
+            changed = self._merge(decode_records(msg.get("recs")))
             # what we learned must be on our backups before the holder may count it as done
             ok = await self.replication.pass_on(changed, link.node_id)
             t, pid = self.partitions.table, msg.get("pid")

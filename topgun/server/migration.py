@@ -13,12 +13,12 @@ from collections import defaultdict
 from typing import Any
 
 from topgun.core.errors import ProtocolError
+from topgun.core.record_wire import encode_records
 from topgun.server.context import NodeContext
 from topgun.server.membership import Membership
 from topgun.server.partitions import PartitionService
 from topgun.server.peer_link import PeerGone, PeerLink
 from topgun.server.replication import Replication
-from topgun.server.store import triples_to_wire
 
 MIGRATION_CHUNK_RECORDS = 250
 """Records per migration or repair message: small enough that building, sending and merging
@@ -99,7 +99,7 @@ class Migrations:
             if link is None:
                 return False
             store = self.ctx.store
-            parts = [[p, triples_to_wire(store.partition_records(p))] for p in pids]
+            parts = [[p, encode_records(store.partition_records(p))] for p in pids]
             await link.request({"t": "MIGRATE", "parts": parts}, self.ctx.config.request_timeout_s)
             t = self.partitions.table
             if m.incarnation_of(target) != incarnation or link.closed:

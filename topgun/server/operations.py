@@ -26,6 +26,7 @@ import msgspec
 from topgun.core.errors import ClockSkewError, ProtocolError
 from topgun.core.hashing import partition_id
 from topgun.core.messages import ClientOp, NotOwnerHint
+from topgun.core.record_wire import Triple
 from topgun.core.table import PartitionTable
 from topgun.server.context import NodeContext
 from topgun.server.membership import Membership
@@ -33,7 +34,6 @@ from topgun.server.partitions import PartitionService
 from topgun.server.peer_link import PeerGone, PeerLink
 from topgun.server.queries import Origin, QueryService
 from topgun.server.replication import Replication
-from topgun.server.store import Triple
 
 FORWARD_RETRIES = 2
 FAILOVER_WAIT_S = 1.0

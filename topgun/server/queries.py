@@ -19,6 +19,7 @@ import msgspec
 
 from topgun.core.errors import ProtocolError
 from topgun.core.messages import Query
+from topgun.core.record_wire import Triple, decode_records, encode_records
 from topgun.core.records import LWWRecord
 from topgun.core.table import PartitionTable
 from topgun.server import paging
@@ -26,7 +27,6 @@ from topgun.server import query as q
 from topgun.server.context import NodeContext
 from topgun.server.membership import Membership, send_quiet
 from topgun.server.peer_link import Member, PeerGone, PeerLink
-from topgun.server.store import Triple, triples_from_wire, triples_to_wire
 
 INTEREST_MAX_MAPS = 10_000
 EVAL_CHUNK = 2000
@@ -215,13 +215,13 @@ class QueryService:
         for node_id, triples in by_node.items():
             link = self.membership.link_for(node_id)
             if link is not None:
-                msg: dict[str, Any] = {"t": "CHANGES", "recs": triples_to_wire(triples)}
+                msg: dict[str, Any] = {"t": "CHANGES", "recs": encode_records(triples)}
                 if origin is not None:
                     msg["origin"] = origin.to_wire()
                 self.ctx.spawn(send_quiet(link, msg))
 
     def _on_changes_msg(self, link: PeerLink, msg: dict[str, Any]) -> None:
-        self._deliver(triples_from_wire(msg.get("recs")), Origin.from_wire(msg.get("origin")))
+        self._deliver(decode_records(msg.get("recs")), Origin.from_wire(msg.get("origin")))
 
     def _deliver(self, changed: list[Triple], origin: Origin | None) -> None:
         if not self._interest_local:

@@ -17,11 +17,11 @@ from typing import Any
 from topgun.core.errors import ClockSkewError, ProtocolError
 from topgun.core.hashing import partition_id
 from topgun.core.messages import ClientOp
+from topgun.core.record_wire import Triple, decode_records, encode_records
 from topgun.core.table import PartitionTable
 from topgun.server.context import NodeContext
 from topgun.server.membership import Membership
 from topgun.server.peer_link import PeerGone, PeerLink
-from topgun.server.store import Triple, triples_from_wire, triples_to_wire
 
 
 class Replication:
@@ -33,7 +33,7 @@ class Replication:
 
     def merge_records(self, raw: object) -> list[Triple]:
         """LWW-merge records a peer sent (replication, migration) into the store."""
-        triples = triples_from_wire(raw)
+        triples = decode_records(raw)
         hlc, store = self.ctx.hlc, self.ctx.store
         for name, key, rec in triples:
             with contextlib.suppress(ClockSkewError):
@@ -43,7 +43,7 @@ class Replication:
 
     async def replicate(self, backup: str, ops: list[ClientOp]) -> bool | None:
         """True: the backup confirmed; False: it is gone (dead); None: no answer in time."""
-        recs = [[op.map_name, op.key, op.record.to_wire()] for op in ops if op.record]
+        recs = encode_records([(op.map_name, op.key, op.record) for op in ops if op.record])
         return await self._send_repl(backup, {"t": "REPL", "recs": recs})
 
     async def _send_repl(self, backup: str, msg: dict[str, Any]) -> bool | None:
@@ -98,7 +98,7 @@ class Replication:
             return True
         oks = await asyncio.gather(
             *(
-                self._send_repl(b, {"t": "REPL", "hop": 1, "recs": triples_to_wire(recs)})
+                self._send_repl(b, {"t": "REPL", "hop": 1, "recs": encode_records(recs)})
                 for b, recs in onward.items()
             )
         )

@@ -8,15 +8,14 @@ is never synced costs no tree memory and a synced one is never rebuilt per reque
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from topgun.core.hashing import PARTITION_COUNT, fnv1a_utf16
 from topgun.core.hlc import Timestamp
 from topgun.core.merkle import MerkleTree, entry_hash
 from topgun.core.packed import RecordPacker
+from topgun.core.record_wire import Triple
 from topgun.core.records import LWWRecord
 
-Triple = tuple[str, str, LWWRecord]
 """(map name, key, record)."""
 
 
@@ -108,21 +107,3 @@ class PartitionStore:
 
     def count(self) -> int:
         return sum(len(m) for maps in self._parts for m in maps.values())
-
-
-def triples_to_wire(triples: list[Triple]) -> list[list[Any]]:
-    return [[name, key, rec.to_wire()] for name, key, rec in triples]
-
-
-def triples_from_wire(raw: object) -> list[Triple]:
-    if not isinstance(raw, list):
-        raise ValueError("records must be a list")
-    out: list[Triple] = []
-    for item in raw:
-        if not isinstance(item, list) or len(item) != 3:
-            raise ValueError("a record entry must be [map, key, record]")
-        name, key, rec = item
-        if not isinstance(name, str) or not isinstance(key, str):
-            raise ValueError("map and key must be strings")
-        out.append((name, key, LWWRecord.from_wire(rec)))
-    return out

@@ -22,9 +22,12 @@ from server_testkit import (
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from topgun.core.codec import decode_frame
+from topgun.core.codec import decode_frame, pack
 from topgun.core.hashing import partition_id
+from topgun.core.hlc import Timestamp
 from topgun.core.messages import ClientOp, PartitionMap
+from topgun.core.record_wire import encode_records
+from topgun.core.records import LWWRecord
 from topgun.harness.nodes import formed
 from topgun.harness.waiting import wait_until
 
@@ -235,26 +238,8 @@ def test_stranger_without_cluster_secret_cannot_join() -> None:
             # a raw peer connection that does not authenticate gets nothing done
             async with connect(f"ws://{nodes[0].cluster_address}") as ws:
                 await ws.recv()  # CHALLENGE
-                from topgun.core.codec import pack
-
-                await ws.send(
-                    pack(
-                        {
-                            "t": "REPL",
-                            "id": 1,
-                            "recs": [
-                                [
-                                    "m",
-                                    "evil",
-                                    {
-                                        "value": 1,
-                                        "timestamp": {"millis": 1.0, "counter": 0, "nodeId": "x"},
-                                    },
-                                ]
-                            ],
-                        }
-                    )
-                )
+                evil = encode_records([("m", "evil", LWWRecord(1, Timestamp(1, 0, "x")))])
+                await ws.send(pack({"t": "REPL", "id": 1, "recs": evil}))
                 with pytest.raises(ConnectionClosed):
                     for _ in range(3):
                         await asyncio.wait_for(ws.recv(), 3)

@@ -10,6 +10,7 @@ import pytest
 
 from topgun.core.hlc import Timestamp
 from topgun.core.messages import ClientOp, NotOwnerHint, Query
+from topgun.core.record_wire import decode_records, encode_records
 from topgun.core.records import LWWRecord
 from topgun.core.table import NodeInfo, PartitionTable
 from topgun.harness.waiting import wait_until
@@ -18,7 +19,7 @@ from topgun.server import query as q
 from topgun.server.operations import Outcome
 from topgun.server.paging import Position, finish_page
 from topgun.server.peer_link import Member, PeerGone, mac
-from topgun.server.store import PartitionStore, triples_from_wire, triples_to_wire
+from topgun.server.store import PartitionStore
 
 SECRET = "unit-secret-0123456789abcdef0123456789"
 pytestmark = pytest.mark.timeout(30)
@@ -83,9 +84,9 @@ def test_store_groups_by_partition_and_round_trips() -> None:
     assert not s.merge("m", "key-1", rec(0, 5))
     recs = s.partition_records(236)
     assert recs == [("m", "key-1", rec(1, 10))]
-    assert triples_from_wire(triples_to_wire(recs)) == recs
+    assert decode_records(encode_records(recs)) == recs
     with pytest.raises(ValueError):
-        triples_from_wire([["m", 1, {}]])
+        decode_records([["m", 1, {}]])
 
 
 def test_store_trees_are_built_on_first_use_and_kept_current_by_merges() -> None:
@@ -159,7 +160,8 @@ def test_owner_acks_only_after_backup_confirmed() -> None:
         task = asyncio.create_task(node.execute([op("key-1", 1, "1"), op("key-1", 2, "2")]))
         await wait_until(lambda: b.requests, 2.0, "the backup received the replication request")
         assert not task.done()
-        assert len(b.requests) == 1 and len(b.requests[0]["recs"]) == 2  # one round trip per batch
+        assert len(b.requests) == 1  # one round trip per batch
+        assert len(decode_records(b.requests[0]["recs"])) == 2
         b.gate.set()
         outcomes = await asyncio.wait_for(task, 1)
         assert all(o.ok and o.level == "REPLICATED" for o in outcomes)
@@ -183,7 +185,7 @@ def test_records_replicated_to_a_promoted_owner_reach_its_backups_before_the_ack
 
         x.reply = reply  # type: ignore[method-assign, assignment]
         node = node_with({236: "a"}, {236: ("b",)}, links={"b": b, "x": x})
-        recs = [["m", "key-1", rec(2, 20).to_wire()]]
+        recs = encode_records([("m", "key-1", rec(2, 20))])
         repl = {"t": "REPL", "id": 1, "recs": recs}
         task = asyncio.create_task(node.replication._on_repl(x, repl))  # type: ignore[arg-type]
         await wait_until(lambda: b.requests, 2.0, "the promoted owner passed the records on")
@@ -303,7 +305,7 @@ def test_table_apply_only_newer_and_owner_migrates_to_new_backups() -> None:
         )
         sent = [part for r in b.requests if r.get("t") == "MIGRATE" for part in r["parts"]]
         assert sorted(p for p, _ in sent) == list(range(271))
-        assert [p for p, recs in sent if recs] == [236]
+        assert [p for p, recs in sent if decode_records(recs)] == [236]
         # b now holds every partition: as authority, a moves b's ideal share to it (7th table)
         t7 = node.table
         assert t7 is not None and t7.version == 7  # one migration round, one move
@@ -435,7 +437,9 @@ def test_healing_compares_quiet_stranded_partitions_once_and_pushes_only_differe
         assert await heal.turn() == 1
         assert kinds() == ["AE_DIGESTS", "AE_PUSH"]
         push = c.requests[1]
-        assert push["pid"] == 236 and push["done"] is True and len(push["recs"]) == 1
+        assert (
+            push["pid"] == 236 and push["done"] is True and len(decode_records(push["recs"])) == 1
+        )
         assert [p for p, _ in c.requests[0]["items"]] == [236, 245]
         await heal.turn()
         assert kinds() == ["AE_DIGESTS", "AE_PUSH"]  # reconciled: nothing more to say
