@@ -155,7 +155,12 @@ def _op(op: _Op) -> ClientOp:
     elif value.__class__ is datetime:
         raise _NotHot
     ts = rec.timestamp
-    stamp = _tuple_new(Timestamp, (_whole(ts.millis), _whole(ts.counter), ts.nodeId))
+    millis, counter = ts.millis, ts.counter
+    if millis.__class__ is not int:  # the TS client sends its millis as float64
+        millis = _whole(millis)
+    if counter.__class__ is not int:
+        counter = _whole(counter)
+    stamp = _tuple_new(Timestamp, (millis, counter, ts.nodeId))
     ttl = None if rec.ttlMs is None else _whole(rec.ttlMs)
     return ClientOp(op.mapName, op.key, LWWRecord(value, stamp, ttl), op.opType, op.id)
 

@@ -194,6 +194,8 @@ class Operations:
         per_backup: dict[str, list[int]] = defaultdict(list)
         applied: list[int] = []
         changed: list[Triple] = []
+        watched: dict[str, bool] = {}  # map → whether a live query wants its changes
+        backups = t.backups
         for i, pid in idx:
             op = ops[i]
             rec = op.record
@@ -203,10 +205,15 @@ class Operations:
             except ClockSkewError as exc:
                 out[i] = Outcome(False, f"CLOCK_SKEW: {exc}")
                 continue
-            if store.merge(op.map_name, op.key, rec, pid) and self.queries.wants(op.map_name):
-                changed.append((op.map_name, op.key, rec))
+            name = op.map_name
+            if store.merge(name, op.key, rec, pid):
+                wants = watched.get(name)
+                if wants is None:
+                    wants = watched[name] = self.queries.wants(name)
+                if wants:
+                    changed.append((name, op.key, rec))
             applied.append(i)
-            for b in t.backups[pid]:
+            for b in backups[pid]:
                 if b != me:
                     per_backup[b].append(i)
         self.ctx.metrics.ops_applied.inc(len(applied))
