@@ -169,6 +169,43 @@ def test_owner_acks_only_after_backup_confirmed() -> None:
     asyncio.run(scenario())
 
 
+def test_batches_bound_for_one_backup_in_one_turn_share_one_replication_request() -> None:
+    async def scenario() -> None:
+        b = FakeLink("b")
+        b.gate = asyncio.Event()
+        node = node_with({236: "a", 245: "a"}, {236: ("b",), 245: ("b",)}, links={"b": b})
+        first = asyncio.create_task(node.execute([op("key-1", 1, "1")]))
+        second = asyncio.create_task(node.execute([op("key-0", 2, "2")]))
+        await wait_until(lambda: b.requests, 2.0, "the backup received the replication request")
+        assert not first.done() and not second.done()
+        (request,) = b.requests
+        assert sorted(k for _, k, _ in decode_records(request["recs"])) == ["key-0", "key-1"]
+        b.gate.set()
+        for task in (first, second):
+            (outcome,) = await asyncio.wait_for(task, 1)
+            assert outcome.ok and outcome.level == "REPLICATED"
+        # the next turn's batch is a new group
+        (later,) = await asyncio.wait_for(node.execute([op("key-1", 3, "3")]), 1)
+        assert later.level == "REPLICATED" and len(b.requests) == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_group_whose_sending_is_cancelled_leaves_its_batches_unknown_not_waiting() -> None:
+    async def scenario() -> None:
+        b = FakeLink("b")
+        b.gate = asyncio.Event()
+        node = node_with({236: "a"}, {236: ("b",)}, links={"b": b})
+        task = asyncio.create_task(node.execute([op("key-1", 1, "1")]))
+        await wait_until(lambda: b.requests, 2.0, "the backup received the replication request")
+        for t in list(node.ctx.tasks):
+            t.cancel()  # as when the node stops
+        (outcome,) = await asyncio.wait_for(task, 1)
+        assert not outcome.ok and outcome.error == "REPLICATION_TIMEOUT"
+
+    asyncio.run(scenario())
+
+
 def test_records_replicated_to_a_promoted_owner_reach_its_backups_before_the_ack() -> None:
     """The old owner x replicated by its table; ownership has moved to a, whose backup b may
     have been filled before these records existed (found by the acceptance suite: an acked
