@@ -184,11 +184,13 @@ def main() -> int:
         if name in only:
             out[name] = run()
             print(f"{name}: {out[name]}", file=sys.stderr)
-    if "ceiling" in out and "one" in out:
-        out["one_vs_ceiling"] = round(out["one"]["ops_per_s"] / out["ceiling"]["ops_per_s"], 2)
-        cpu = out["ceiling"]["server_cpu_us_per_op"], out["one"]["server_cpu_us_per_op"]
-        if all(cpu):
-            out["one_vs_ceiling_by_cpu"] = round(cpu[0] / cpu[1], 2)
+    for ceiling_name in ("ceiling", "ceiling-no-gc"):
+        if ceiling_name in out and "one" in out:
+            top, one = out[ceiling_name], out["one"]
+            out[f"one_vs_{ceiling_name}"] = round(one["ops_per_s"] / top["ops_per_s"], 2)
+            cpu = top["server_cpu_us_per_op"], one["server_cpu_us_per_op"]
+            if all(cpu):
+                out[f"one_vs_{ceiling_name}_by_cpu"] = round(cpu[0] / cpu[1], 2)
     print(json.dumps(out, indent=2))
     return 0
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from topgun.core.errors import ClockSkewError, ProtocolError
-from topgun.core.hlc import HLC
+from topgun.core.hlc import HLC, Timestamp
 from topgun.core.merkle import MerkleTree
 from topgun.core.messages import OP_PUT, OP_REMOVE
 from topgun.core.records import LWWMap, LWWRecord
@@ -38,7 +38,7 @@ class TopGunMap:
         self._wall_ms = wall_ms
         self._on_write = on_write
         self._map = LWWMap()
-        self.tree = MerkleTree()
+        self.tree = self._new_tree()
         """The §2.9 tree of every local record, kept current: what Merkle sync compares."""
         self.subscribe_hook: Callable[..., Subscription] | None = None
         for key, raw in storage.records(name):
@@ -50,18 +50,33 @@ class TopGunMap:
     def set(self, key: str, value: Any, ttl_ms: int | None = None) -> LWWRecord:
         """Write ``value`` (not None: use ``remove``) under ``key``; returns the record."""
         self._check_key(key)
+        old = self._stamp_of(key)
         record = self._map.set(key, value, self._hlc, ttl_ms)
-        self.tree.update(key, record.timestamp)
+        self.tree.update(key, record.timestamp, old)
         self._write(key, OP_PUT, record)
         return record
 
     def remove(self, key: str) -> LWWRecord:
         """Remove ``key`` (an LWW tombstone, replicated like any write)."""
         self._check_key(key)
+        old = self._stamp_of(key)
         record = self._map.remove(key, self._hlc)
-        self.tree.update(key, record.timestamp)
+        self.tree.update(key, record.timestamp, old)
         self._write(key, OP_REMOVE, record)
         return record
+
+    def _stamp_of(self, key: str) -> Timestamp | None:
+        rec = self._map.record(key)
+        return None if rec is None else rec.timestamp
+
+    def _held_stamp(self, key: str) -> Timestamp:
+        stamp = self._stamp_of(key)
+        if stamp is None:
+            raise KeyError(key)  # the tree only asks for keys it was given
+        return stamp
+
+    def _new_tree(self) -> MerkleTree:
+        return MerkleTree(self._held_stamp)
 
     def get(self, key: str) -> Any:
         """The local value, None when absent, removed or expired."""
@@ -88,9 +103,10 @@ class TopGunMap:
             self._hlc.update(record.timestamp)
         except ClockSkewError:
             return False  # a timestamp far in the future would freeze the key: refuse it
+        old = self._stamp_of(key)
         accepted = self._map.merge(key, record)
         if accepted:
-            self.tree.update(key, record.timestamp)
+            self.tree.update(key, record.timestamp, old)
             if persist:
                 self._storage.put_record(self.name, key, record.to_wire())
         return accepted
@@ -101,11 +117,12 @@ class TopGunMap:
         acknowledged keep their local record, so the write stays visible until it is."""
         keep = self._engine.pending_keys(self.name)
         old = self._map
-        self._map, self.tree = LWWMap(), MerkleTree()
+        self._map = LWWMap()
+        self.tree = self._new_tree()
         for key, rec in old.items():
             if key in keep:
                 self._map.merge(key, rec)
-                self.tree.update(key, rec.timestamp)
+                self.tree.update(key, rec.timestamp, None)
 
     def subscribe(
         self,

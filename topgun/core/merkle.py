@@ -7,13 +7,13 @@ every inner node's hash is the sum of its children's modulo 2^32, and an empty t
 sets add up: a node answering for a whole cluster sums the owners' bucket hashes, and two
 replicas of a partition agree exactly when their roots do.
 
-An update adds the entry's hash (less the key's previous one) to its leaf, the root and the
-first level; the sums in between are added up from the leaves when asked for.
+How the sums are held, so that a million keys cost little: :class:`MerkleTree`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from topgun.core.hashing import fnv1a_utf16
 from topgun.core.hlc import Timestamp
@@ -35,93 +35,88 @@ def entry_hash(key: str, ts: Timestamp) -> int:
 
 
 class MerkleTree:
-    """Entry hashes per leaf, with the sums every level above them needs.
+    """The sums of the tree over one set of keys, held in little memory.
 
-    A prefix of level ``n`` is the top ``4n`` bits of the key hash (its hex path parsed).
-    An update runs on every merge of every record a node holds, owner and backup alike, so it
-    keeps only the root and the 16 first-level sums current (plain int arithmetic); a sum
-    deeper down is added up from the leaves under it when asked for (16 leaves at level 2 of
-    the depth-3 tree, most holding one or two keys) — sync and repair ask rarely, and by
-    prefix.
+    A node keeps one tree per partition and map for a million records, so the tree holds no
+    object per key and none per leaf: keys are grouped by their level-2 prefix (256 groups,
+    a list each: the group's sum, then its keys), the root and the 16 first-level sums are
+    plain ints, and a leaf's sum is added up from its group when sync asks, with each entry
+    hashed from the timestamp its holder keeps (``stamp``). So an update needs the key's
+    previous timestamp from the caller (the store has it at hand); in return a key costs
+    the tree one list slot. Updates run on every merge, owner and backup alike.
     """
 
-    __slots__ = ("_depth", "_first", "_first_n", "_leaves", "_root", "_shift", "_size")
+    __slots__ = ("_first", "_first_n", "_groups", "_root", "_size", "_stamp")
 
-    def __init__(self, depth: int = DEPTH) -> None:
-        if not 1 <= depth <= 8:
-            raise ValueError("a path has 1 to 8 hex digits (of a 32-bit hash)")
-        self._depth = depth
-        self._shift = 32 - 4 * depth  # key hash >> shift = its leaf prefix
-        self._leaves: dict[int, dict[str, int]] = {}  # leaf prefix → key → entry hash
+    def __init__(self, stamp: Callable[[str], Timestamp]) -> None:
+        self._stamp = stamp  # key → the timestamp of the record held for it
+        self._groups: dict[int, list[Any]] = {}  # level-2 prefix → [sum, key, key, ...]
         self._root = 0
         self._size = 0
         self._first = [0] * 16  # level-1 sums
-        self._first_n = [0] * 16  # entries under each level-1 prefix
-
-    @property
-    def depth(self) -> int:
-        return self._depth
+        self._first_n = [0] * 16  # keys under each level-1 prefix
 
     def __len__(self) -> int:
         return self._size
 
-    def _prefix(self, path: str) -> int | None:
-        """The prefix a hex path names, or None for a path that is not one of this tree's."""
-        if len(path) > self._depth or path.strip(HEX):
-            return None
-        return int(path, 16) if path else 0
-
-    def update(self, key: str, ts: Timestamp, key_hash: int | None = None) -> None:
-        """Set ``key``'s entry to the record stamped ``ts`` (replacing any earlier one)."""
+    def update(
+        self, key: str, ts: Timestamp, old: Timestamp | None, key_hash: int | None = None
+    ) -> None:
+        """``key`` now holds the record stamped ``ts``; ``old`` is the stamp it held (None
+        for a key new to the tree)."""
         h = fnv1a_utf16(key) if key_hash is None else key_hash
-        leaf_at = h >> self._shift
-        leaf = self._leaves.get(leaf_at)
-        if leaf is None:
-            leaf = self._leaves[leaf_at] = {}
         new = entry_hash(key, ts)
-        old = leaf.get(key)
-        leaf[key] = new
+        group = self._groups.get(h >> 24)
         top = h >> 28
         if old is None:
+            delta = new
+            if group is None:
+                self._groups[h >> 24] = [new, key]
+            else:
+                group[0] = (group[0] + new) & MASK32
+                group.append(key)
             self._size += 1
             self._first_n[top] += 1
-            delta = new
         else:
-            delta = new - old
+            if group is None:
+                raise KeyError(key)
+            delta = new - entry_hash(key, old)
+            group[0] = (group[0] + delta) & MASK32
         self._root = (self._root + delta) & MASK32
         self._first[top] = (self._first[top] + delta) & MASK32
 
-    def remove(self, key: str, key_hash: int | None = None) -> None:
-        """Forget ``key`` entirely (a purged record, or a partition handed away)."""
-        h = fnv1a_utf16(key) if key_hash is None else key_hash
-        leaf_at = h >> self._shift
-        leaf = self._leaves.get(leaf_at)
-        if leaf is None or key not in leaf:
-            return
-        old = leaf.pop(key)
-        if not leaf:
-            del self._leaves[leaf_at]
-        top = h >> 28
-        self._size -= 1
-        self._first_n[top] -= 1
-        self._root = (self._root - old) & MASK32
-        self._first[top] = (self._first[top] - old) & MASK32
+    @staticmethod
+    def _prefix(path: str) -> int | None:
+        """The prefix a hex path names, or None for a path that is not one of the tree's."""
+        if len(path) > DEPTH or path.strip(HEX):
+            return None
+        return int(path, 16) if path else 0
+
+    def _leaves(self, group_at: int) -> dict[int, tuple[int, list[str]]]:
+        """The non-empty leaves under one level-2 prefix: leaf prefix → (sum, keys)."""
+        group = self._groups.get(group_at)
+        out: dict[int, tuple[int, list[str]]] = {}
+        if group is None:
+            return out
+        stamp = self._stamp
+        for key in group[1:]:
+            at = fnv1a_utf16(key) >> 20
+            total, keys = out.get(at, (0, []))
+            keys.append(key)
+            out[at] = ((total + entry_hash(key, stamp(key))) & MASK32, keys)
+        return out
 
     def _sum(self, level: int, at: int) -> tuple[int, bool]:
-        """(hash, whether any entry is under it) of the prefix ``at`` of ``level``."""
+        """(hash, whether any key is under it) of the prefix ``at`` of ``level``."""
         if level == 0:
             return self._root, self._size > 0
         if level == 1:
             return self._first[at], self._first_n[at] > 0
-        width = self._depth - level
-        leaves = self._leaves
-        total, found = 0, False
-        for leaf_at in range(at << (4 * width), (at + 1) << (4 * width)):
-            leaf = leaves.get(leaf_at)
-            if leaf is not None:
-                total += sum(leaf.values())
-                found = True
-        return total & MASK32, found
+        if level == 2:
+            group = self._groups.get(at)
+            return (0, False) if group is None else (group[0], True)
+        leaf = self._leaves(at >> 4).get(at)
+        return (0, False) if leaf is None else (leaf[0], True)
 
     def root(self) -> int:
         return self._root
@@ -133,8 +128,10 @@ class MerkleTree:
     def buckets(self, path: str) -> dict[str, int]:
         """The non-empty children of an inner node: hex digit → hash (``{}`` if unknown)."""
         at = self._prefix(path)
-        if at is None or len(path) >= self._depth:
+        if at is None or len(path) >= DEPTH:
             return {}
+        if len(path) == DEPTH - 1:  # the leaves: one pass over the group
+            return {HEX[leaf & 15]: h for leaf, (h, _) in self._leaves(at).items()}
         out: dict[str, int] = {}
         for n, digit in enumerate(HEX):
             h, found = self._sum(len(path) + 1, at * 16 + n)
@@ -142,19 +139,13 @@ class MerkleTree:
                 out[digit] = h
         return out
 
-    def is_leaf(self, path: str) -> bool:
-        return len(path) == self._depth
-
     def keys_at(self, path: str) -> list[str]:
         """The keys of a leaf (sorted), empty for an unknown or inner path."""
         at = self._prefix(path)
-        if at is None or len(path) != self._depth:
+        if at is None or len(path) != DEPTH:
             return []
-        return sorted(self._leaves.get(at, ()))
-
-    def keys(self) -> Iterator[str]:
-        for leaf in self._leaves.values():
-            yield from leaf
+        leaf = self._leaves(at >> 4).get(at)
+        return [] if leaf is None else sorted(leaf[1])
 
 
 def summed_buckets(trees: Iterable[MerkleTree], path: str) -> dict[str, int]:

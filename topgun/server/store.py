@@ -46,7 +46,8 @@ class PartitionStore:
         m[key] = self._packer.pack(record)
         tree = self._trees.get((pid, map_name)) if self._trees else None
         if tree is not None:
-            tree.update(key, record.timestamp)
+            old = None if held is None else self._packer.timestamp(held)
+            tree.update(key, record.timestamp, old)
         return True
 
     def get(self, map_name: str, key: str) -> LWWRecord | None:
@@ -63,9 +64,11 @@ class PartitionStore:
         """The Merkle tree of one map's records in one partition, built on first use."""
         tree = self._trees.get((pid, map_name))
         if tree is None:
-            tree = self._trees[(pid, map_name)] = MerkleTree()
-            for key, ts in self._stamps(pid, map_name):
-                tree.update(key, ts)
+            maps, stamp = self._parts[pid], self._packer.timestamp
+            tree = MerkleTree(lambda key: stamp(maps[map_name][key]))
+            self._trees[(pid, map_name)] = tree
+            for key, held in maps.get(map_name, {}).items():
+                tree.update(key, stamp(held), None)
         return tree
 
     def trees(self, map_name: str, pids: list[int]) -> list[MerkleTree]:

@@ -37,9 +37,9 @@ class ScriptedServer:
     def __init__(self, client: TopGunClient, records: dict[str, LWWRecord]) -> None:
         self.client = client
         self.records = records
-        self.tree = MerkleTree()
+        self.tree = MerkleTree(lambda k: self.records[k].timestamp)
         for k, r in records.items():
-            self.tree.update(k, r.timestamp)
+            self.tree.update(k, r.timestamp, None)
         self.sent: list[Message] = []
         self.is_authenticated = True
         self.leaving = False
