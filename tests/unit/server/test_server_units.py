@@ -385,13 +385,14 @@ def test_a_stall_is_not_a_death_but_silence_after_it_is() -> None:
         node.membership.heartbeat(106.0)  # our tick is 5.5 s late: we were stopped, not b
         assert not aborted and node.metrics.stalls._value.get() == 1  # type: ignore[attr-defined]
         node.membership.heartbeat(106.5)
-        assert not aborted
+        assert not aborted and node.metrics.declared_dead._value.get() == 0  # type: ignore[attr-defined]
         cfg = node.config
         now = 106.5
         while not aborted and now < 106.0 + cfg.max_silence_s + 1:  # on time; b stays silent
             now += cfg.heartbeat_interval_s
             node.membership.heartbeat(now)
         assert aborted == ["b"]
+        assert node.metrics.declared_dead._value.get() == 1  # type: ignore[attr-defined]
         assert cfg.min_silence_s <= now - 106.0 <= cfg.max_silence_s + cfg.heartbeat_interval_s
         for task in list(node.ctx.tasks):
             task.cancel()
