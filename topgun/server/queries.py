@@ -97,8 +97,9 @@ class QueryService:
         clock = self.ctx.config.clock_ms
         now = clock()
         top = paging.TopRows(query, after)
-        for n, (key, rec) in enumerate(self.ctx.store.map_records(map_name, pids), 1):
-            if rec.is_live(now) and q.matches(key, rec.value, query):
+        records = self.ctx.store.map_records(map_name, pids, top.wants)
+        for n, (key, rec) in enumerate(records, 1):
+            if rec is not None and rec.is_live(now) and q.matches(key, rec.value, query):
                 top.offer(key, rec)
             if n % EVAL_CHUNK == 0:
                 await asyncio.sleep(0)  # yield the loop, not a wait

@@ -7,7 +7,7 @@ is never synced costs no tree memory and a synced one is never rebuilt per reque
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from topgun.core.hashing import PARTITION_COUNT, fnv1a_utf16
@@ -95,8 +95,10 @@ class PartitionStore:
         return sum(len(m) for m in self._parts[pid].values())
 
     def map_records(
-        self, map_name: str, pids: set[int] | None = None
-    ) -> Iterator[tuple[str, LWWRecord]]:
+        self, map_name: str, pids: set[int] | None = None, want: Callable[[str], bool] | None = None
+    ) -> Iterator[tuple[str, LWWRecord | None]]:
+        """Every record of ``map_name`` (in partitions ``pids``); a key ``want`` declines comes
+        with None instead of its record, undecoded, so a walk still counts it."""
         unpack = self._packer.unpack
         for pid, maps in enumerate(self._parts):
             if pids is not None and pid not in pids:
@@ -104,7 +106,7 @@ class PartitionStore:
             m = maps.get(map_name)
             if m is not None:
                 for k, h in list(m.items()):
-                    yield k, unpack(h)
+                    yield k, (unpack(h) if want is None or want(k) else None)
 
     def count(self) -> int:
         return sum(len(m) for maps in self._parts for m in maps.values())
