@@ -2,7 +2,9 @@
 
 1. fill: ``--keys`` keys written in batches to their owners (acked ops/s; every ack counted,
    and how many said ``REPLICATED``);
-2. memory: RSS growth of the node processes over the fill / copies held (keys x 2);
+2. memory: RSS growth of the node processes over the fill / copies held (keys x 2), at the
+   end of the fill and again after the first read (by then anti-entropy has built the Merkle
+   trees of every partition it compares);
 3. a paged read of every key (``QUERY_SUB`` ``limit`` + ``cursor``) through one node, while a
    watcher samples every node's ``/health`` and ``/metrics`` at a bounded interval: no member
    may be declared dead (``topgun_members_declared_dead``, members in ``/health``) and the
@@ -145,6 +147,7 @@ class Scale:
         self.progress = Progress()
         self.token = self.cluster.token("scale")
         self.checks: list[dict[str, Any]] = []
+        self.rss_before = 0
 
     def check(self, name: str, ok: bool, detail: Any) -> None:
         self.checks.append({"check": name, "ok": bool(ok), "detail": detail})
@@ -183,7 +186,7 @@ class Scale:
         targets = routed_frames(
             c.any_table(), urls, range(a.keys), a.batch_size, int(time.time() * 1000)
         )
-        before = self.rss()
+        self.rss_before = before = self.rss()
 
         def report(done: LoadResult) -> None:
             self.progress(f"  fill: {done.acked:,}/{a.keys:,} acked")
@@ -200,7 +203,7 @@ class Scale:
         del targets
         grown = self.rss() - before
         held = a.keys * COPIES
-        figures = {
+        figures: dict[str, Any] = {
             "acked": done.acked,
             "replicated_at_ack": done.replicated,
             "seconds": round(done.seconds, 2),
@@ -212,6 +215,12 @@ class Scale:
         self.check("every write acked", done.acked == a.keys, f"{done.acked:,}/{a.keys:,}")
         self.check("<= 300 B per held record", grown / held <= 300, f"{grown / held:.0f} B")
         return figures
+
+    def memory_now(self, label: str) -> dict[str, Any]:
+        grown = self.rss() - self.rss_before
+        per = grown / (self.args.keys * COPIES)
+        self.check(f"<= 300 B per held record {label}", per <= 300, f"{per:.0f} B")
+        return {"rss_growth_mb": round(grown / 1e6, 1), "bytes_per_held_record": round(per, 1)}
 
     def read(self, through: str, label: str) -> dict[str, Any]:
         live = self.cluster.live_nodes()
@@ -254,6 +263,7 @@ class Scale:
         settled = self.wait_safe(a.safe_timeout)
         self.check("safe after the fill", settled is not None, f"after {settled} s")
         first = self.read(ids[0], "read 1")
+        memory_after_read = self.memory_now("after read 1")
         victim, through = ids[-1], ids[0]
         self.progress(f"SIGKILL {victim}")
         killed_at = time.monotonic()
@@ -267,6 +277,7 @@ class Scale:
             "machine": machine.describe(),
             "cluster": {"nodes": a.nodes, "keys": a.keys, "copies": COPIES, "page": PAGE},
             "fill": fill,
+            "memory_after_read_1": memory_after_read,
             "read_before_kill": first,
             "kill": {
                 "victim": victim,

@@ -136,15 +136,19 @@ class TopRows:
         self._after_key: str | None = after[0] if after is not None and self._by_key else None
         self._bound_key: str | None = None
 
-    def wants(self, key: str) -> bool:
-        """Whether a row of ``key`` could still be on the page, judged by the key alone. Without
-        ``sort`` the order is the key's, so a walk need not decode the records before the
-        cursor or past the rows already held (reading a big map page by page would otherwise
-        decode every record for every page)."""
+    def select(self, keys: list[str]) -> list[str]:
+        """Those of ``keys`` whose rows could still be on the page, judged by the key alone.
+        Without ``sort`` the order is the key's, so a walk need not decode the records
+        before the cursor or past the rows already held (reading a big map page by page
+        would otherwise decode every record for every page)."""
         if not self._by_key:
-            return True
+            return keys
         after, bound = self._after_key, self._bound_key
-        return (after is None or key > after) and (bound is None or key < bound)
+        if bound is None:
+            return keys if after is None else [k for k in keys if k > after]
+        if after is None:
+            return [k for k in keys if k < bound]
+        return [k for k in keys if after < k < bound]
 
     def offer(self, key: str, rec: LWWRecord) -> None:
         k = order_key(key, rec.value, self.query)
