@@ -159,7 +159,13 @@ class QueryService:
         )
         return paging.finish_page(parts, query, position, self.ctx.config.clock_ms())
 
-    async def _on_qexec(self, link: PeerLink, msg: dict[str, Any]) -> None:
+    def _on_qexec(self, link: PeerLink, msg: dict[str, Any]) -> None:
+        """Answered in a task of its own: the link keeps reading while a part is walked (an
+        awaited handler holds the link's reader, so the peer's heartbeats and acks waiting
+        behind it would look like silence: at 1,000,000 keys a part takes about 0.5 s)."""
+        self.ctx.spawn(self._answer_qexec(link, msg))
+
+    async def _answer_qexec(self, link: PeerLink, msg: dict[str, Any]) -> None:
         try:
             query = Query.from_wire(msg.get("query") or {})
             name = msg.get("mapName")
