@@ -63,8 +63,8 @@ def format_report(figures: dict[str, Any]) -> str:
         ("memory per held record", per_record),
         (
             f"read of {r.get('keys', 0):,} keys",
-            f"{r['seconds']:.2f} s, {r['found']:,} found, {r.get('pages_with_error', 0)} pages "
-            f"answered with an error ({r['method']})"
+            f"{r['seconds']:.2f} s, {r['found']:,} found in {r['pages']:,} pages, "
+            f"{r['wrong_values']} wrong values, error: {r['error'] or 'none'} ({r['method']})"
             if r
             else "n/a",
         ),

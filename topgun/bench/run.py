@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from topgun.bench import machine
 from topgun.bench.load import LoadResult, drive, routed_frames
+from topgun.bench.read import PAGE, paged_read
 from topgun.bench.report import format_report, write_json
 from topgun.bench.stats import latency_ms, rate
 from topgun.bench.wire import MAP, WireClient, batch_frame, succeeded
@@ -42,8 +43,6 @@ FORM_TIMEOUT_S = 60.0
 FAILOVER_TIMEOUT_S = 30.0
 STABLE_TIMEOUT_S = 120.0
 REPLICA_SAMPLE = 50
-READ_PAGE = 1000
-FALLBACK_READ_LIMIT = 50_000
 T = TypeVar("T")
 
 
@@ -58,15 +57,6 @@ class BenchOptions:
     kills: int = 2
     json_dir: Path | None = None
     step_s: float = 10.0
-
-
-def key_range(start: int, stop: int) -> dict[str, Any]:
-    """A query for the keys ``key_for(start)`` … ``key_for(stop - 1)``, at most that many."""
-    bounds = [
-        {"op": "gte", "attribute": "_key", "value": key_for(start)},
-        {"op": "lt", "attribute": "_key", "value": key_for(stop)},
-    ]
-    return {"predicate": {"op": "and", "children": bounds}, "limit": stop - start}
 
 
 class Progress:
@@ -167,44 +157,11 @@ class Bench:
         return latencies, failed
 
     async def read_all(self) -> dict[str, Any]:
-        """Every key through QUERY_SUB pages if the server pages (``nextCursor``), else by
-        bounded ranges of known keys (at most FALLBACK_READ_LIMIT keys)."""
+        """Every key through QUERY_SUB pages (``limit`` + ``nextCursor``), each key and value
+        checked against what the fill wrote."""
         url = self.cluster.client_url(self.cluster.live_nodes()[0])
-        client = await WireClient.open(url, self.token, self.opts.step_s)
-        seen: set[str] = set()
-        errors = 0  # pages the server answered with an error
-        started = time.perf_counter()
-        try:
-            page = await client.query_page({"limit": READ_PAGE})
-            if page.get("nextCursor") or page.get("hasMore") is False:
-                method = f"paged QUERY_SUB, {READ_PAGE} per page"
-                while True:
-                    errors += "error" in page
-                    seen.update(r["key"] for r in page.get("results", ()))
-                    cursor = page.get("nextCursor")
-                    if not page.get("hasMore") or not cursor:
-                        break
-                    page = await client.query_page({"limit": READ_PAGE, "cursor": cursor})
-                wanted = self.opts.keys
-            else:
-                wanted = min(self.opts.keys, FALLBACK_READ_LIMIT)
-                method = f"server has no cursor: QUERY_SUB by _key range, {READ_PAGE} keys each"
-                for s in range(0, wanted, READ_PAGE):
-                    page = await client.query_page(key_range(s, min(s + READ_PAGE, wanted)))
-                    errors += "error" in page
-                    seen.update(r["key"] for r in page.get("results", ()))
-                    if s and s % (10 * READ_PAGE) == 0:
-                        self.progress(f"read: {len(seen):,}/{wanted:,} keys")
-        finally:
-            await client.close()
-        found = sum(1 for i in range(wanted) if key_for(i) in seen)
-        return {
-            "keys": wanted,
-            "found": found,
-            "pages_with_error": errors,
-            "seconds": round(time.perf_counter() - started, 2),
-            "method": method,
-        }
+        read = await paged_read(url, self.token, self.opts.keys, self.opts.step_s, self.progress)
+        return {**read, "method": f"paged QUERY_SUB, {PAGE} rows per page"}
 
     # --- kills ------------------------------------------------------------------------
 
@@ -356,10 +313,10 @@ def run(opts: BenchOptions) -> int:
     read, failed = figures["read"], figures["writes"]["failed"]
     if failed:
         print(f"FAILED: {failed} writes were not acknowledged", file=sys.stderr)
-    if read["found"] != read["keys"]:
-        missing = read["keys"] - read["found"]
-        print(f"FAILED: the read missed {missing} of {read['keys']} written keys", file=sys.stderr)
-    return 1 if failed or read["found"] != read["keys"] else 0
+    if not read["complete"]:
+        faults = {k: read[k] for k in ("missing", "wrong_values", "duplicates", "error")}
+        print(f"FAILED: the read of {read['keys']} written keys found {faults}", file=sys.stderr)
+    return 1 if failed or not read["complete"] else 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

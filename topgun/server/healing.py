@@ -139,23 +139,33 @@ class Healing:
 
     # ------------------------------------------------------------------ the owner's side
 
-    def _on_digests(self, link: PeerLink, msg: dict[str, Any]) -> Any:
-        t = self.partitions.table
+    def _on_digests(self, link: PeerLink, msg: dict[str, Any]) -> None:
+        """Answered in a task of its own that yields after each partition: the first digest
+        of a partition builds its trees (at 1,000,000 keys ~3,700 records each), and 64 of
+        them in one turn held the loop for 0.8-1.4 s on the loaded 2-core VM."""
+        self.ctx.spawn(self._answer_digests(link, msg))
+
+    async def _answer_digests(self, link: PeerLink, msg: dict[str, Any]) -> None:
         items = msg.get("items")
         differs: list[int] = []
         not_owner: list[int] = []
         for item in items[:DIGESTS_PER_TURN] if isinstance(items, list) else []:
             if not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], int):
                 continue
-            p = item[0]
+            p, t = item[0], self.partitions.table
             if t is None or not 0 <= p < t.partition_count or t.owners[p] != self.ctx.node_id:
                 not_owner.append(p)
                 continue
-            theirs = _digest_from_wire(item[1])
+            try:
+                theirs = _digest_from_wire(item[1])
+            except ProtocolError as exc:
+                self.ctx.log.warning("bad AE_DIGESTS from %s: %s", link.node_id, exc)
+                return
             ours = self.digest(p)
             if any(ours.get(m, 0) != theirs.get(m, 0) for m in {*ours, *theirs}):
                 differs.append(p)
-        return link.reply(msg, {"t": "AE_DIFFERS", "differs": differs, "notOwner": not_owner})
+            await asyncio.sleep(0)  # yield the loop between partitions, not a wait
+        await link.reply(msg, {"t": "AE_DIFFERS", "differs": differs, "notOwner": not_owner})
 
     async def _on_push(self, link: PeerLink, msg: dict[str, Any]) -> None:
         ok = True

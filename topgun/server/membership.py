@@ -366,6 +366,7 @@ class Membership:
                     link.node_id, silence, detector.phi(now),
                 )  # fmt: skip
                 self._quarantine[link.node_id] = now + 2 * cfg.failure_timeout_s
+                self.ctx.metrics.declared_dead.inc()
                 link.abort()
             else:
                 self.ctx.spawn(send_quiet(link, hb))

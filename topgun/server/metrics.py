@@ -65,6 +65,11 @@ class NodeMetrics:
         self.stalls = Counter(
             "topgun_node_stalls", "Heartbeat ticks found late (this node was stalled)", registry=r
         )
+        self.declared_dead = Counter(
+            "topgun_members_declared_dead",
+            "Peer links this node's failure detector declared dead (silent past its limit)",
+            registry=r,
+        )
         self.safe = Gauge(
             "topgun_cluster_safe", "1 when every partition has its owner and synced backups",
             registry=r,

@@ -130,10 +130,31 @@ class TopRows:
         self.after = after
         self.keep = page_size(query) + 1
         self._rows: list[tuple[tuple[Any, ...], str, LWWRecord]] = []
+        self._bound: tuple[Any, ...] | None = None
+        """The order of the last row kept once ``keep`` rows are held: no later row can win."""
+        self._by_key = not query.sort  # the order is the key's alone
+        self._after_key: str | None = after[0] if after is not None and self._by_key else None
+        self._bound_key: str | None = None
+
+    def select(self, keys: list[str]) -> list[str]:
+        """Those of ``keys`` whose rows could still be on the page, judged by the key alone.
+        Without ``sort`` the order is the key's, so a walk need not decode the records
+        before the cursor or past the rows already held (reading a big map page by page
+        would otherwise decode every record for every page)."""
+        if not self._by_key:
+            return keys
+        after, bound = self._after_key, self._bound_key
+        if bound is None:
+            return keys if after is None else [k for k in keys if k > after]
+        if after is None:
+            return [k for k in keys if k < bound]
+        return [k for k in keys if after < k < bound]
 
     def offer(self, key: str, rec: LWWRecord) -> None:
         k = order_key(key, rec.value, self.query)
         if self.after is not None and not self.after < k:
+            return
+        if self._bound is not None and not k < self._bound:
             return
         self._rows.append((k, key, rec))
         if len(self._rows) >= 2 * self.keep:
@@ -142,6 +163,9 @@ class TopRows:
     def _prune(self) -> None:
         self._rows.sort(key=lambda row: row[0])
         del self._rows[self.keep :]
+        if len(self._rows) == self.keep:
+            self._bound = self._rows[-1][0]
+            self._bound_key = self._rows[-1][1] if self._by_key else None
 
     def rows(self) -> list[tuple[str, LWWRecord]]:
         """Up to ``limit + 1`` rows in order."""

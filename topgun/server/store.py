@@ -7,8 +7,6 @@ is never synced costs no tree memory and a synced one is never rebuilt per reque
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from topgun.core.hashing import PARTITION_COUNT, fnv1a_utf16
 from topgun.core.hlc import Timestamp
 from topgun.core.merkle import MerkleTree, entry_hash
@@ -50,8 +48,10 @@ class PartitionStore:
             tree.update(key, record.timestamp, old)
         return True
 
-    def get(self, map_name: str, key: str) -> LWWRecord | None:
-        m = self._parts[fnv1a_utf16(key) % len(self._parts)].get(map_name)
+    def get(self, map_name: str, key: str, pid: int | None = None) -> LWWRecord | None:
+        if pid is None:
+            pid = fnv1a_utf16(key) % len(self._parts)
+        m = self._parts[pid].get(map_name)
         held = None if m is None else m.get(key)
         return None if held is None else self._packer.unpack(held)
 
@@ -96,17 +96,14 @@ class PartitionStore:
     def partition_size(self, pid: int) -> int:
         return sum(len(m) for m in self._parts[pid].values())
 
-    def map_records(
-        self, map_name: str, pids: set[int] | None = None
-    ) -> Iterator[tuple[str, LWWRecord]]:
-        unpack = self._packer.unpack
-        for pid, maps in enumerate(self._parts):
-            if pids is not None and pid not in pids:
-                continue
-            m = maps.get(map_name)
-            if m is not None:
-                for k, h in list(m.items()):
-                    yield k, unpack(h)
+    def partition_ids(self) -> range:
+        return range(len(self._parts))
+
+    def map_keys(self, map_name: str, pid: int) -> list[str]:
+        """The keys of ``map_name`` in partition ``pid``: a copy, so a walk may yield the loop
+        between them and fetch each record (:meth:`get`) only if it still wants it."""
+        m = self._parts[pid].get(map_name)
+        return [] if m is None else list(m)
 
     def count(self) -> int:
         return sum(len(m) for maps in self._parts for m in maps.values())

@@ -12,14 +12,12 @@ from hypothesis import strategies as st
 
 from topgun.bench.load import routed_frames
 from topgun.bench.report import format_report, write_json
-from topgun.bench.run import key_range
 from topgun.bench.stats import latency_ms, percentile, rate
 from topgun.bench.workload import key_for
 from topgun.core.codec import decode_frame
 from topgun.core.hashing import partition_id
-from topgun.core.messages import OpBatch, Query
+from topgun.core.messages import OpBatch
 from topgun.core.table import PartitionTable, ideal_assignment
-from topgun.server.query import matches
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -43,12 +41,6 @@ def test_latency_figures_are_milliseconds() -> None:
     assert rate(10, 2.0) == 5.0 and rate(10, 0.0) == 0.0
 
 
-def test_key_range_selects_exactly_its_keys() -> None:
-    query = Query.from_wire(key_range(10, 20))
-    picked = [i for i in range(40) if matches(key_for(i), {}, query)]
-    assert picked == list(range(10, 20)) and query.limit == 10
-
-
 def figures() -> dict[str, Any]:
     lat = {"p50_ms": 0.25, "p99_ms": 1.5, "max_ms": 2.0, "samples": 300}
     return {
@@ -63,7 +55,10 @@ def figures() -> dict[str, Any]:
             "single_ops_per_s": 3500.0, "owner_latency": lat, "forwarded_latency": None,
         },
         "memory": {"bytes_per_record": 190},
-        "read": {"keys": 20000, "found": 20000, "seconds": 1.5, "method": "paged"},
+        "read": {
+            "keys": 20000, "found": 20000, "seconds": 1.5, "pages": 20, "wrong_values": 0,
+            "error": None, "method": "paged",
+        },
         "kills": {"failover": {**lat, "samples": 2}, "stable": None, "stable_method": "table"},
     }  # fmt: skip
 
@@ -74,7 +69,9 @@ def test_report_shows_every_figure_and_says_what_is_missing() -> None:
     assert "20,000 acked ops/s (16 conns x 100-op batches; failed 0" in text
     assert "p50 0.25 ms  p99 1.50 ms  (300 writes)" in text
     assert "ack via forwarding node      n/a" in text
-    assert "190 B" in text and "20,000 found, 0 pages answered with an error (paged)" in text
+    assert (
+        "190 B" in text and "20,000 found in 20 pages, 0 wrong values, error: none (paged)" in text
+    )
     assert "p50 0.00 s  max 0.00 s  (2 kills)" in text
     assert "stable after kill            n/a" in text
 

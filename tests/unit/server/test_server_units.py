@@ -424,13 +424,14 @@ def test_a_stall_is_not_a_death_but_silence_after_it_is() -> None:
         node.membership.heartbeat(106.0)  # our tick is 5.5 s late: we were stopped, not b
         assert not aborted and node.metrics.stalls._value.get() == 1  # type: ignore[attr-defined]
         node.membership.heartbeat(106.5)
-        assert not aborted
+        assert not aborted and node.metrics.declared_dead._value.get() == 0  # type: ignore[attr-defined]
         cfg = node.config
         now = 106.5
         while not aborted and now < 106.0 + cfg.max_silence_s + 1:  # on time; b stays silent
             now += cfg.heartbeat_interval_s
             node.membership.heartbeat(now)
         assert aborted == ["b"]
+        assert node.metrics.declared_dead._value.get() == 1  # type: ignore[attr-defined]
         assert cfg.min_silence_s <= now - 106.0 <= cfg.max_silence_s + cfg.heartbeat_interval_s
         for task in list(node.ctx.tasks):
             task.cancel()
@@ -506,3 +507,52 @@ def test_a_table_that_leaves_a_node_out_of_a_partition_forgets_its_readiness() -
     assert node.partitions.ready == {(1, "a"), (2, "a")}
     for task in list(node.ctx.tasks):
         task.cancel()
+
+
+class ReplyLink:
+    """A peer's link that records the replies sent on it."""
+
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+        self.replies: list[dict[str, Any]] = []
+
+    async def reply(self, request: dict[str, Any], msg: dict[str, Any]) -> None:
+        self.replies.append(msg)
+
+
+def test_qexec_and_digests_are_answered_beside_the_link_and_digests_yield_per_partition() -> None:
+    """A handler the link awaits holds the link's reader: the peer's heartbeats queue behind
+    it and look like silence (issue 11: at 1,000,000 keys a query part takes ~0.5 s, and the
+    first digests of 64 partitions held the loop for ~1 s)."""
+
+    async def scenario() -> None:
+        owned = {236: "a", 245: "a", 0: "a"}
+        node = node_with(owned, {p: ("b",) for p in owned})
+        for key in ("key-1", "key-0"):
+            node.store.merge("m", key, rec("v", 10))
+        turns = 0
+
+        async def ticker() -> None:
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        tick = asyncio.create_task(ticker())
+        seen: list[int] = []
+        digest = node.healing.digest
+        node.healing.digest = lambda p: (seen.append(turns), digest(p))[1]  # type: ignore[method-assign]
+        link = ReplyLink("b")
+        handlers = node.membership.handlers
+        items = [[p, {}] for p in sorted(owned)]
+        assert handlers["AE_DIGESTS"](link, {"t": "AE_DIGESTS", "items": items}) is None  # type: ignore[arg-type]
+        query = {"t": "QEXEC", "mapName": "m", "query": {}, "version": 5}
+        assert handlers["QEXEC"](link, query) is None  # type: ignore[arg-type]
+        await wait_until(lambda: len(link.replies) == 2, 5.0, "both answers")
+        tick.cancel()
+        by_kind = {r["t"]: r for r in link.replies}
+        assert sorted(by_kind["AE_DIFFERS"]["differs"]) == [236, 245]  # 0 holds nothing
+        assert sorted(k for k, _ in by_kind["QRESP"]["rows"]) == ["key-0", "key-1"]
+        assert len(seen) == 3 and seen[0] < seen[1] < seen[2]  # the loop turned in between
+
+    asyncio.run(scenario())
