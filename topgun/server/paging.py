@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import json
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain, islice
 from typing import Any
 
 from topgun.core.messages import Query
@@ -132,23 +135,9 @@ class TopRows:
         self._rows: list[tuple[tuple[Any, ...], str, LWWRecord]] = []
         self._bound: tuple[Any, ...] | None = None
         """The order of the last row kept once ``keep`` rows are held: no later row can win."""
-        self._by_key = not query.sort  # the order is the key's alone
-        self._after_key: str | None = after[0] if after is not None and self._by_key else None
-        self._bound_key: str | None = None
-
-    def select(self, keys: list[str]) -> list[str]:
-        """Those of ``keys`` whose rows could still be on the page, judged by the key alone.
-        Without ``sort`` the order is the key's, so a walk need not decode the records
-        before the cursor or past the rows already held (reading a big map page by page
-        would otherwise decode every record for every page)."""
-        if not self._by_key:
-            return keys
-        after, bound = self._after_key, self._bound_key
-        if bound is None:
-            return keys if after is None else [k for k in keys if k > after]
-        if after is None:
-            return [k for k in keys if k < bound]
-        return [k for k in keys if after < k < bound]
+        self.by_key = not query.sort  # the order is the key's alone
+        self.after_key: str | None = after[0] if after is not None and self.by_key else None
+        """Without ``sort``: the cursor's key, which every row on the page comes after."""
 
     def offer(self, key: str, rec: LWWRecord) -> None:
         k = order_key(key, rec.value, self.query)
@@ -165,12 +154,44 @@ class TopRows:
         del self._rows[self.keep :]
         if len(self._rows) == self.keep:
             self._bound = self._rows[-1][0]
-            self._bound_key = self._rows[-1][1] if self._by_key else None
 
     def rows(self) -> list[tuple[str, LWWRecord]]:
         """Up to ``limit + 1`` rows in order."""
         self._prune()
         return [(key, rec) for _, key, rec in self._rows]
+
+
+def offer_rows(
+    top: TopRows,
+    key_lists: list[list[str]],
+    row: Callable[[str], LWWRecord | None],
+    chunk: int,
+) -> Iterator[None]:
+    """Offer ``top`` the rows of an owner's keys (``row``: a key's record if it is a live
+    match, else None), yielding after every ``chunk`` keys walked so that the caller can give
+    the event loop back. Without ``sort`` each list must be sorted: they are merged from the
+    cursor on and the walk ends once ``top`` has its ``limit + 1`` rows, so a page costs
+    about its size, not the map's. With ``sort`` every key is a candidate."""
+    walked = 0
+    if top.by_key:
+        after = top.after_key
+        keys: Iterable[str] = heapq.merge(
+            *(islice(k, 0 if after is None else bisect_right(k, after), None) for k in key_lists)
+        )
+    else:
+        keys = chain.from_iterable(key_lists)
+    found = 0
+    for key in keys:
+        rec = row(key)
+        if rec is not None:
+            top.offer(key, rec)
+            found += 1
+            if top.by_key and found >= top.keep:
+                return
+        walked += 1
+        if walked >= chunk:
+            walked = 0
+            yield
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,19 +98,17 @@ class QueryService:
         clock = self.ctx.config.clock_ms
         now = clock()
         top = paging.TopRows(query, after)
-        walked = 0
-        for pid in pids:
-            keys = store.map_keys(map_name, pid)
-            for start in range(0, len(keys), EVAL_CHUNK):
-                for key in top.select(keys[start : start + EVAL_CHUNK]):
-                    rec = store.get(map_name, key, pid)
-                    if rec is not None and rec.is_live(now) and q.matches(key, rec.value, query):
-                        top.offer(key, rec)
-                walked += min(EVAL_CHUNK, len(keys) - start)
-                if walked >= EVAL_CHUNK:
-                    walked = 0
-                    await asyncio.sleep(0)  # yield the loop, not a wait
-                    now = clock()
+
+        def row(key: str) -> LWWRecord | None:
+            rec = store.get(map_name, key)
+            live = rec is not None and rec.is_live(now) and q.matches(key, rec.value, query)
+            return rec if live else None
+
+        keys = store.map_keys if query.sort else store.sorted_keys
+        lists = [keys(map_name, pid) for pid in pids]
+        for _ in paging.offer_rows(top, lists, row, EVAL_CHUNK):
+            await asyncio.sleep(0)  # yield the loop, not a wait
+            now = clock()
         return top.rows()
 
     async def run_page(self, map_name: str, query: Query) -> paging.Page:

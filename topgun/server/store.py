@@ -23,11 +23,14 @@ class PartitionStore:
     Reads hand out fresh :class:`LWWRecord` s; nothing outside sees the held bytes.
     """
 
-    __slots__ = ("_packer", "_parts", "_trees")
+    __slots__ = ("_packer", "_parts", "_sorted", "_trees")
 
     def __init__(self, partition_count: int = PARTITION_COUNT) -> None:
         self._parts: list[dict[str, dict[str, bytes]]] = [{} for _ in range(partition_count)]
         self._trees: dict[tuple[int, str], MerkleTree] = {}
+        # (partition, map) → [its keys sorted when last asked, keys new since]: built by the
+        # first paged read of the map, kept by merges at the cost of one append per new key
+        self._sorted: dict[tuple[int, str], tuple[list[str], list[str]]] = {}
         self._packer = RecordPacker()
 
     def merge(self, map_name: str, key: str, record: LWWRecord, pid: int | None = None) -> bool:
@@ -42,16 +45,18 @@ class PartitionStore:
         if held is not None and not self._packer.newer(record.timestamp, held):
             return False
         m[key] = self._packer.pack(record)
+        if held is None and self._sorted:
+            index = self._sorted.get((pid, map_name))
+            if index is not None:
+                index[1].append(key)
         tree = self._trees.get((pid, map_name)) if self._trees else None
         if tree is not None:
             old = None if held is None else self._packer.timestamp(held)
             tree.update(key, record.timestamp, old)
         return True
 
-    def get(self, map_name: str, key: str, pid: int | None = None) -> LWWRecord | None:
-        if pid is None:
-            pid = fnv1a_utf16(key) % len(self._parts)
-        m = self._parts[pid].get(map_name)
+    def get(self, map_name: str, key: str) -> LWWRecord | None:
+        m = self._parts[fnv1a_utf16(key) % len(self._parts)].get(map_name)
         held = None if m is None else m.get(key)
         return None if held is None else self._packer.unpack(held)
 
@@ -104,6 +109,19 @@ class PartitionStore:
         between them and fetch each record (:meth:`get`) only if it still wants it."""
         m = self._parts[pid].get(map_name)
         return [] if m is None else list(m)
+
+    def sorted_keys(self, map_name: str, pid: int) -> list[str]:
+        """The keys of ``map_name`` in partition ``pid`` in order, for a page to start at its
+        cursor by bisection. A list the store never changes afterwards (keys merged later
+        go into the next one), so a walk may yield the loop while it holds it; the sort of
+        a list that is already sorted but for its new tail is near linear."""
+        index = self._sorted.get((pid, map_name))
+        if index is None:
+            m = self._parts[pid].get(map_name)
+            index = self._sorted[(pid, map_name)] = (sorted(m or ()), [])
+        elif index[1]:
+            index = self._sorted[(pid, map_name)] = (sorted([*index[0], *index[1]]), [])
+        return index[0]
 
     def count(self) -> int:
         return sum(len(m) for maps in self._parts for m in maps.values())
