@@ -236,7 +236,7 @@ class Bench:
         return {
             "failover": latency_ms(failover),
             "stable": latency_ms(stable),
-            "stable_method": method + " (admin routes; /health 'safe' where reported)",
+            "stable_method": method + " (admin routes), and /health says safe on every survivor",
         }
 
     # --- the run ----------------------------------------------------------------------
