@@ -113,6 +113,14 @@ class HLC:
         """Fold a remote timestamp into the clock after checking its drift."""
         wall = self._clock()
         self.check(remote, wall)
+        self._fold(remote, wall)
+
+    def observe(self, newest: Timestamp) -> None:
+        """Fold in the newest of timestamps already checked (:meth:`check`): folding the
+        newest of a batch leaves the clock past all of them, at one reading of the clock."""
+        self._fold(newest, self._clock())
+
+    def _fold(self, remote: Timestamp, wall: int) -> None:
         m = max(self._millis, wall, remote.millis)
         if m == self._millis == remote.millis:
             counter = max(self._counter, remote.counter) + 1

@@ -25,6 +25,7 @@ import msgspec
 
 from topgun.core.errors import ClockSkewError, ProtocolError
 from topgun.core.hashing import partition_id
+from topgun.core.hlc import Timestamp
 from topgun.core.messages import ClientOp, NotOwnerHint
 from topgun.core.record_wire import Triple
 from topgun.core.table import PartitionTable
@@ -196,15 +197,20 @@ class Operations:
         changed: list[Triple] = []
         watched: dict[str, bool] = {}  # map → whether a live query wants its changes
         backups = t.backups
+        wall = self.ctx.config.clock_ms()
+        newest: Timestamp | None = None  # the clock is folded past the batch's newest, once
         for i, pid in idx:
             op = ops[i]
             rec = op.record
             assert rec is not None
+            ts = rec.timestamp
             try:
-                hlc.update(rec.timestamp)
+                hlc.check(ts, wall)
             except ClockSkewError as exc:
                 out[i] = Outcome(False, f"CLOCK_SKEW: {exc}")
                 continue
+            if newest is None or ts > newest:
+                newest = ts
             name = op.map_name
             if store.merge(name, op.key, rec, pid):
                 wants = watched.get(name)
@@ -216,6 +222,8 @@ class Operations:
             for b in backups[pid]:
                 if b != me:
                     per_backup[b].append(i)
+        if newest is not None:
+            hlc.observe(newest)
         self.ctx.metrics.ops_applied.inc(len(applied))
         failed: set[int] = set()
         replicated: set[int] = set()

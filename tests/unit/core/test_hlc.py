@@ -89,6 +89,28 @@ def test_now_after_updates_exceeds_everything_seen(
             seen.append(ts)
 
 
+@settings(derandomize=True, max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 50)), min_size=1, max_size=10),
+        max_size=10,
+    ),
+    st.integers(0, 10_000),
+)
+def test_observing_a_batchs_newest_leaves_the_clock_past_every_stamp_of_it(
+    batches: list[list[tuple[int, int]]], wall: int
+) -> None:
+    hlc, _ = make(wall, drift=10**9)
+    seen: list[Timestamp] = []
+    for batch in batches:
+        stamps = [Timestamp(m, c, "zz") for m, c in batch]
+        hlc.observe(max(stamps))
+        seen.extend(stamps)
+        ts = hlc.now()
+        assert all((ts.millis, ts.counter) > (s.millis, s.counter) for s in seen)
+        seen.append(ts)
+
+
 def test_node_id_with_colon_rejected() -> None:
     with pytest.raises(ValueError):
         HLC("a:b", FakeClock())
