@@ -17,8 +17,9 @@ Clock = Callable[[], int]
 
 DEFAULT_MAX_DRIFT_MS = 60_000
 
-_MAX_COUNTER = 2**31 - 1
-_MAX_MILLIS = 2**53  # largest integer a float64 (the wire type of millis) holds exactly
+MAX_COUNTER = 2**31 - 1
+MAX_MILLIS = 2**53  # largest integer a float64 (the wire type of millis) holds exactly
+MAX_NODE_ID_LENGTH = 256
 
 
 class Timestamp(NamedTuple):
@@ -42,20 +43,22 @@ class Timestamp(NamedTuple):
             m, c, n = obj.get("millis"), obj.get("counter"), obj.get("nodeId")
             if (
                 ((m.__class__ is float and m.is_integer()) or m.__class__ is int)
-                and 0 <= m <= _MAX_MILLIS
+                and 0 <= m <= MAX_MILLIS
                 and c.__class__ is int
-                and 0 <= c <= _MAX_COUNTER
+                and 0 <= c <= MAX_COUNTER
                 and n.__class__ is str
-                and len(n) <= 256
+                and len(n) <= MAX_NODE_ID_LENGTH
             ):
                 return cls(int(m), c, n)
         if not isinstance(obj, dict):
             raise ProtocolError("timestamp must be an object {millis, counter, nodeId}")
-        millis = _whole_number(obj.get("millis"), "timestamp.millis", 0, _MAX_MILLIS)
-        counter = _whole_number(obj.get("counter"), "timestamp.counter", 0, _MAX_COUNTER)
+        millis = _whole_number(obj.get("millis"), "timestamp.millis", 0, MAX_MILLIS)
+        counter = _whole_number(obj.get("counter"), "timestamp.counter", 0, MAX_COUNTER)
         node_id = obj.get("nodeId")
-        if not isinstance(node_id, str) or len(node_id) > 256:
-            raise ProtocolError("timestamp.nodeId must be a string of at most 256 characters")
+        if not isinstance(node_id, str) or len(node_id) > MAX_NODE_ID_LENGTH:
+            raise ProtocolError(
+                f"timestamp.nodeId must be a string of at most {MAX_NODE_ID_LENGTH} characters"
+            )
         return cls(millis, counter, node_id)
 
 

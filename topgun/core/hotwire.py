@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from topgun.core.hlc import Timestamp
+from topgun.core.hlc import MAX_COUNTER, MAX_MILLIS, MAX_NODE_ID_LENGTH, Timestamp
 from topgun.core.messages import (
     MAX_ID_LENGTH,
     MAX_KEY_LENGTH,
@@ -35,16 +35,13 @@ from topgun.core.messages import (
 )
 from topgun.core.records import MAX_TTL_MS, LWWRecord
 
-_MAX_MILLIS = 2**53
-_MAX_COUNTER = 2**31 - 1
-
 Millis = (
-    Annotated[int, msgspec.Meta(ge=0, le=_MAX_MILLIS)]
-    | Annotated[float, msgspec.Meta(ge=0, le=_MAX_MILLIS)]
+    Annotated[int, msgspec.Meta(ge=0, le=MAX_MILLIS)]
+    | Annotated[float, msgspec.Meta(ge=0, le=MAX_MILLIS)]
 )
 Counter = (
-    Annotated[int, msgspec.Meta(ge=0, le=_MAX_COUNTER)]
-    | Annotated[float, msgspec.Meta(ge=0, le=_MAX_COUNTER)]
+    Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNTER)]
+    | Annotated[float, msgspec.Meta(ge=0, le=MAX_COUNTER)]
 )
 Ttl = (
     Annotated[int, msgspec.Meta(gt=0, le=MAX_TTL_MS)]
@@ -60,7 +57,7 @@ Concern = Literal["FIRE_AND_FORGET", "MEMORY", "APPLIED", "REPLICATED", "PERSIST
 class _Stamp(msgspec.Struct, forbid_unknown_fields=True):
     millis: Millis
     counter: Counter
-    nodeId: Annotated[str, msgspec.Meta(max_length=256)]
+    nodeId: Annotated[str, msgspec.Meta(max_length=MAX_NODE_ID_LENGTH)]
 
 
 class _Record(msgspec.Struct, forbid_unknown_fields=True):

@@ -23,23 +23,22 @@ import msgspec
 
 from topgun.core.codec import pack, unpack
 from topgun.core.errors import ProtocolError
-from topgun.core.hlc import Timestamp
+from topgun.core.hlc import MAX_COUNTER, MAX_MILLIS, MAX_NODE_ID_LENGTH, Timestamp
+from topgun.core.messages import MAX_KEY_LENGTH, MAX_MAP_NAME_LENGTH
 from topgun.core.records import MAX_TTL_MS, LWWRecord
 
 Triple = tuple[str, str, LWWRecord]
 
-MAX_MAP_NAME = 256
-MAX_KEY = 4096
 _PLAIN = b"\x00"
 _FOREIGN = b"\x01"
 
 _Record = tuple[
-    Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_MAP_NAME)],
-    Annotated[str, msgspec.Meta(max_length=MAX_KEY)],
+    Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_MAP_NAME_LENGTH)],
+    Annotated[str, msgspec.Meta(max_length=MAX_KEY_LENGTH)],
     Any,
-    Annotated[int, msgspec.Meta(ge=0, le=2**53)],
-    Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)],
-    Annotated[str, msgspec.Meta(max_length=256)],
+    Annotated[int, msgspec.Meta(ge=0, le=MAX_MILLIS)],
+    Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNTER)],
+    Annotated[str, msgspec.Meta(max_length=MAX_NODE_ID_LENGTH)],
     Annotated[int, msgspec.Meta(gt=0, le=MAX_TTL_MS)] | None,
 ]
 _decoder = msgspec.msgpack.Decoder(list[_Record])
@@ -93,10 +92,10 @@ def _checked(item: object) -> Triple:
     if not isinstance(item, list) or len(item) != 7:
         raise ValueError("a record must be [map, key, value, millis, counter, nodeId, ttlMs]")
     name, key, value, millis, counter, node, ttl = item
-    if not isinstance(name, str) or not 0 < len(name) <= MAX_MAP_NAME:
-        raise ValueError("a record's map name must be a string of 1 to 256 characters")
-    if not isinstance(key, str) or len(key) > MAX_KEY:
-        raise ValueError("a record's key must be a string of at most 4096 characters")
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_MAP_NAME_LENGTH:
+        raise ValueError(f"a record's map name must be 1 to {MAX_MAP_NAME_LENGTH} characters")
+    if not isinstance(key, str) or len(key) > MAX_KEY_LENGTH:
+        raise ValueError(f"a record's key must be at most {MAX_KEY_LENGTH} characters")
     if any(isinstance(n, bool) or not isinstance(n, int) for n in (millis, counter)):
         raise ValueError("a record's millis and counter must be integers")
     wire = {"millis": millis, "counter": counter, "nodeId": node}
