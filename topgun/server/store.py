@@ -8,8 +8,7 @@ is never synced costs no tree memory and a synced one is never rebuilt per reque
 from __future__ import annotations
 
 from topgun.core.hashing import PARTITION_COUNT, fnv1a_utf16
-from topgun.core.hlc import Timestamp
-from topgun.core.merkle import MerkleTree, entry_hash
+from topgun.core.merkle import MerkleTree
 from topgun.core.packed import RecordPacker
 from topgun.core.record_wire import Triple
 from topgun.core.records import LWWRecord
@@ -60,11 +59,6 @@ class PartitionStore:
         held = None if m is None else m.get(key)
         return None if held is None else self._packer.unpack(held)
 
-    def _stamps(self, pid: int, map_name: str) -> list[tuple[str, Timestamp]]:
-        m = self._parts[pid].get(map_name)
-        stamp = self._packer.timestamp
-        return [] if m is None else [(k, stamp(h)) for k, h in m.items()]
-
     def tree(self, pid: int, map_name: str) -> MerkleTree:
         """The Merkle tree of one map's records in one partition, built on first use."""
         tree = self._trees.get((pid, map_name))
@@ -81,14 +75,6 @@ class PartitionStore:
         sync of a map name nobody wrote creates no trees)."""
         parts = self._parts
         return [self.tree(pid, map_name) for pid in pids if map_name in parts[pid]]
-
-    def partition_digest(self, pid: int) -> dict[str, int]:
-        """Map name → sum of entry hashes of this partition's records: equal on two replicas
-        exactly when (barring hash collisions) they hold the same versions. Not cached."""
-        return {
-            name: sum(entry_hash(k, ts) for k, ts in self._stamps(pid, name)) & 0xFFFFFFFF
-            for name in self._parts[pid]
-        }
 
     def partition_records(self, pid: int) -> list[Triple]:
         unpack = self._packer.unpack
