@@ -34,8 +34,10 @@ class PartitionStore:
 
     def merge(self, map_name: str, key: str, record: LWWRecord, pid: int | None = None) -> bool:
         """LWW-merge one record; ``pid`` saves hashing the key again when the caller has it."""
+        key_hash = None
         if pid is None:
-            pid = fnv1a_utf16(key) % len(self._parts)
+            key_hash = fnv1a_utf16(key)
+            pid = key_hash % len(self._parts)
         maps = self._parts[pid]
         m = maps.get(map_name)
         if m is None:
@@ -51,7 +53,7 @@ class PartitionStore:
         tree = self._trees.get((pid, map_name)) if self._trees else None
         if tree is not None:
             old = None if held is None else self._packer.timestamp(held)
-            tree.update(key, record.timestamp, old)
+            tree.update(key, record.timestamp, old, key_hash)
         return True
 
     def get(self, map_name: str, key: str) -> LWWRecord | None:
