@@ -20,13 +20,12 @@ changes or its partition gets a new owner.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict
 from typing import Any
 
-from topgun.core.errors import ClockSkewError, ProtocolError
+from topgun.core.errors import ProtocolError
 from topgun.core.hashing import PARTITION_COUNT
-from topgun.core.record_wire import Triple, decode_records, encode_records
+from topgun.core.record_wire import decode_records, encode_records
 from topgun.server.context import NodeContext
 from topgun.server.membership import Membership
 from topgun.server.migration import MIGRATION_CHUNK_RECORDS, Migrations
@@ -170,7 +169,7 @@ class Healing:
     async def _on_push(self, link: PeerLink, msg: dict[str, Any]) -> None:
         ok = True
         try:
-            changed = self._merge(decode_records(msg.get("recs")))
+            changed = self.replication.merge(decode_records(msg.get("recs")))
             # what we learned must be on our backups before the holder may count it as done
             ok = await self.replication.pass_on(changed, link.node_id)
             t, pid = self.partitions.table, msg.get("pid")
@@ -183,16 +182,6 @@ class Healing:
             self.ctx.log.warning("bad AE_PUSH from %s: %s", link.node_id, exc)
             ok = False
         await link.reply(msg, {"t": "AE_PUSH_ACK", "ok": ok})
-
-    def _merge(self, triples: list[Triple]) -> list[Triple]:
-        store, hlc = self.ctx.store, self.ctx.hlc
-        changed = []
-        for name, key, rec in triples:
-            if store.merge(name, key, rec):
-                changed.append((name, key, rec))
-                with contextlib.suppress(ClockSkewError):
-                    hlc.update(rec.timestamp)
-        return changed
 
     async def run(self, interval: float) -> None:
         while self.ctx.serving:

@@ -53,16 +53,20 @@ class Replication:
     def merge_records(self, raw: object) -> list[Triple]:
         """LWW-merge records a peer sent (replication, migration) into the store."""
         triples = decode_records(raw)
+        self.merge(triples)
+        return triples
+
+    def merge(self, triples: list[Triple]) -> list[Triple]:
+        """LWW-merge records from a peer into the store; those that changed it."""
         if not triples:
             return triples
         store = self.ctx.store
-        for name, key, rec in triples:
-            store.merge(name, key, rec)
+        changed = [triple for triple in triples if store.merge(*triple)]
         # the clock need only pass the newest of them (once, not per record); the owner
         # checked their drift, and a copy must hold what the owner holds whatever it is
         with contextlib.suppress(ClockSkewError):
             self.ctx.hlc.update(max(rec.timestamp for _, _, rec in triples))
-        return triples
+        return changed
 
     async def replicate(self, backup: str, ops: list[ClientOp]) -> bool | None:
         """True: the backup confirmed; False: it is gone (dead); None: no answer in time.
