@@ -163,7 +163,7 @@ class TopRows:
 
 def offer_rows(
     top: TopRows,
-    key_lists: list[list[str]],
+    key_lists: Iterable[list[str]],
     row: Callable[[str], LWWRecord | None],
     chunk: int,
 ) -> Iterator[None]:

@@ -105,7 +105,7 @@ class QueryService:
             return rec if live else None
 
         keys = store.map_keys if query.sort else store.sorted_keys
-        lists = [keys(map_name, pid) for pid in pids]
+        lists = (keys(map_name, pid) for pid in pids)  # copied only as the walk reaches them
         for _ in paging.offer_rows(top, lists, row, EVAL_CHUNK):
             await asyncio.sleep(0)  # yield the loop, not a wait
             now = clock()
