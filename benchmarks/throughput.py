@@ -90,7 +90,7 @@ def ceiling(args: argparse.Namespace, *flags: str) -> dict[str, Any]:
             raise RuntimeError(f"ceiling server did not start: {line!r}")
         size = args.batch_size
         url = line.split()[1]
-        done, cpu = load({"c": url}, "-", args, None, [proc.pid], count=lambda ack: (size, 0))
+        done, cpu = load({"c": url}, "-", args, None, [proc.pid], count=lambda _: (size, 0))
     finally:
         proc.kill()
         proc.wait(10)

@@ -6,9 +6,8 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from topgun.bench.wire import WireClient, key_frames, succeeded
+from topgun.bench.wire import AckResult, WireClient, key_frames, succeeded
 from topgun.bench.workload import key_for
 from topgun.core.hashing import partition_id
 from topgun.core.table import PartitionTable
@@ -29,13 +28,14 @@ async def drive(
     connections: int,
     step_s: float = 10.0,
     progress: Callable[[LoadResult], None] | None = None,
-    count: Callable[[dict[str, Any]], tuple[int, int]] | None = None,
+    count: Callable[[list[AckResult]], tuple[int, int]] = succeeded,
 ) -> LoadResult:
     """Send every frame, one in flight per connection, connections spread over the target
     URLs; each URL's connections share its frames (pass one iterator to all to share all).
 
-    ``count`` turns one ``OP_ACK`` into (acked ops, of which replicated); by default the
-    per-op results of a topgun ack are counted. ``progress`` is called about once a second.
+    ``count`` turns the per-op results of one ``OP_ACK`` into (acked ops, of which
+    replicated); by default a topgun ack's results are counted. ``progress`` is called
+    about once a second.
     """
     urls = list(targets)
     queues = {url: iter(frames) for url, frames in targets.items()}
@@ -44,11 +44,10 @@ async def drive(
         for c in range(connections)
     ]
     result = LoadResult(0.0, 0, 0, 0)
-    tally = count or (lambda ack: succeeded(ack.get("payload", {}).get("results") or []))
 
     async def sender(client: WireClient, queue: Iterator[bytes]) -> None:
         for frame in queue:
-            acked, replicated = tally(await client.send_batch(frame))
+            acked, replicated = count(await client.write(frame))
             result.batches += 1
             result.acked += acked
             result.replicated += replicated
