@@ -69,7 +69,7 @@ def pack(obj: Any) -> bytes:
 
 
 def encode(message: Message) -> bytes:
-    return pack(message.to_wire())
+    return pack(message.encodable())
 
 
 def encode_batch(frames: Iterable[bytes]) -> bytes:

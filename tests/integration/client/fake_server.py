@@ -156,7 +156,7 @@ class FakeNode:
                     target = self
                 assert op.record is not None
                 target.store(op.map_name).merge(op.key, op.record)
-                results.append(OpResult(op.id or "", True))
+                results.append(OpResult(op.id or "", True, "APPLIED"))
             last = msg.ops[-1].id or ""
             ack = OpAck(last) if self.reference_acks else OpAck(last, tuple(results))
             await self._reply(ws, *extra, ack)

@@ -129,7 +129,10 @@ def test_results_resolve_exactly_the_listed_ops() -> None:
     ids = [put(engine, hlc, f"x{i}") for i in range(3)]
     engine.sync()
     conn = transport.conns["node-a"]
-    ack = OpAck(str(ids[-1]), (OpResult(str(ids[0]), True), OpResult(str(ids[2]), True)))
+    ack = OpAck(
+        str(ids[-1]),
+        (OpResult(str(ids[0]), True, "APPLIED"), OpResult(str(ids[2]), True, "APPLIED")),
+    )
     assert engine.on_ack(conn, ack) == [ids[0], ids[2]]
     assert engine.pending_ids() == [ids[1]]  # not listed: back to pending, sent again
     transport.sent.clear()
@@ -263,7 +266,7 @@ def test_restart_resends_what_was_never_acknowledged(kind: str, tmp_path: Any) -
     ids = [put(engine, hlc, f"k{i}") for i in range(3)]
     engine.sync()
     conn = transport.conns["node-a"]
-    engine.on_ack(conn, OpAck(str(ids[0]), (OpResult(str(ids[0]), True),)))
+    engine.on_ack(conn, OpAck(str(ids[0]), (OpResult(str(ids[0]), True, "APPLIED"),)))
     if kind == "sqlite":
         shared.close()
         shared = storage()
@@ -282,10 +285,12 @@ def test_an_ack_after_a_refusal_on_the_same_node_resolves_the_retry() -> None:
     engine.sync()
     conn = transport.conns["node-a"]
     engine.on_rejected(conn, OpRejected(str(op_id), NOT_OWNER, 409))
-    engine.on_ack(conn, OpAck("0", (OpResult(str(op_id), False, error=NOT_OWNER),)))
+    engine.on_ack(conn, OpAck("0", (OpResult(str(op_id), False, "APPLIED", NOT_OWNER),)))
     clock.now += 1.0
     assert engine.sync() == 1  # the retry
-    assert engine.on_ack(conn, OpAck(str(op_id), (OpResult(str(op_id), True),))) == [op_id]
+    assert engine.on_ack(conn, OpAck(str(op_id), (OpResult(str(op_id), True, "APPLIED"),))) == [
+        op_id
+    ]
     assert engine.pending_count() == 0
     assert engine.next_wakeup() is None  # no stale batch left to time out
     assert transport.failures == []
@@ -317,7 +322,9 @@ def test_an_unknown_outcome_is_resent_never_reported_as_a_refusal(error: str) ->
     assert not engine.parked() and not engine.refused()  # not counted as NOT_OWNER
     clock.now += 1.0
     assert engine.sync() == 1 and transport.sent[-1][0] == node  # same route: the owner
-    engine.on_ack(transport.conns[node], OpAck(str(op_id), (OpResult(str(op_id), True),)))
+    engine.on_ack(
+        transport.conns[node], OpAck(str(op_id), (OpResult(str(op_id), True, "APPLIED"),))
+    )
     assert engine.pending_count() == 0
 
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from topgun.core import messages as m
+from topgun.core.codec import pack
 from topgun.core.errors import ProtocolError
 from topgun.core.hlc import Timestamp
 from topgun.core.records import LWWRecord
@@ -75,6 +76,12 @@ def test_wire_round_trip(cls: type[m.Message], data: st.DataObject) -> None:
 def test_round_trip_is_stable(msg: m.Message) -> None:
     once = m.message_from_wire(msg.to_wire())
     assert once.to_wire() == msg.to_wire()
+
+
+@settings(derandomize=True, max_examples=100, deadline=None)
+@given(any_message)
+def test_encodable_form_encodes_as_the_wire_form(msg: m.Message) -> None:
+    assert pack(msg.encodable()) == pack(msg.to_wire())
 
 
 # --- absent optionals are omitted ---------------------------------------------------------
@@ -150,7 +157,7 @@ def test_minimal_wire_form(msg: m.Message, wire: dict[str, Any]) -> None:
 
 
 def test_op_result_and_hint_omit_absent() -> None:
-    assert m.OpResult("1", True).to_wire() == {
+    assert m.OpResult("1", True, "APPLIED").to_wire() == {
         "opId": "1",
         "success": True,
         "achievedLevel": "APPLIED",
