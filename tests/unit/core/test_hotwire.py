@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from topgun.core.errors import ProtocolError
-from topgun.core.hotwire import decode_hot
-from topgun.core.messages import message_from_wire
+from topgun.core.hotwire import HOT_VALUE_DEPTH, decode_hot
+from topgun.core.messages import MAX_VALUE_DEPTH, message_from_wire
 
 UNDEFINED = msgpack.ExtType(0, b"")
 
@@ -47,7 +47,18 @@ counter = mostly(st.integers(0, 2**31 - 1), -1, 2**31, 1.5, 2.0**31)
 strings = mostly(st.text(max_size=3), "", "x" * 257, "y" * 4097)
 stamps = fields({"millis": millis, "counter": counter, "nodeId": strings}, {})
 ttl = mostly(st.integers(1, 2**30), 0, 0.5, 10 * 365 * 24 * 3600 * 1000 + 1)
-records = fields({"timestamp": stamps}, {"value": odd, "ttlMs": ttl})
+leaves = st.one_of(
+    odd, st.binary(max_size=2), st.just(msgpack.Timestamp(1, 2)), st.text(max_size=2)
+)
+nested = st.recursive(
+    leaves,
+    lambda inner: (
+        st.lists(inner, max_size=2)
+        | st.dictionaries(st.text(max_size=2) | st.integers(0, 3), inner, max_size=2)
+    ),
+    max_leaves=14,
+)  # values often nested deeper than the fast path's HOT_VALUE_DEPTH
+records = fields({"timestamp": stamps}, {"value": nested, "ttlMs": ttl})
 ops = fields(
     {"mapName": strings, "key": strings, "record": records},
     {
@@ -112,3 +123,24 @@ def test_ops_the_rule_table_refuses_are_left_to_the_general_path() -> None:
             {"type": "CLIENT_OP", "payload": op},
         ):
             assert decode_hot(pack(frame)) is None, op
+
+
+def nested_lists(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_a_deeper_value_is_left_to_the_general_path_which_takes_it() -> None:
+    stamp = {"millis": 5, "counter": 1, "nodeId": "n"}
+    for depth, hot in ((HOT_VALUE_DEPTH, True), (HOT_VALUE_DEPTH + 1, False)):
+        op = {
+            "mapName": "m",
+            "key": "k",
+            "record": {"value": nested_lists(depth), "timestamp": stamp},
+        }
+        frame = {"type": "CLIENT_OP", "payload": op}
+        assert (decode_hot(pack(frame)) is not None) is hot
+        assert general(frame) is not None  # both depths are within MAX_VALUE_DEPTH
+    assert HOT_VALUE_DEPTH < MAX_VALUE_DEPTH
