@@ -49,7 +49,7 @@ OpType = Literal["PUT", "REMOVE", "OR_ADD", "OR_REMOVE"]
 Concern = Literal["FIRE_AND_FORGET", "MEMORY", "APPLIED", "REPLICATED", "PERSISTED"]
 
 
-HOT_VALUE_DEPTH = 10
+HOT_VALUE_DEPTH = 8
 """Containers nested at most this deep in a value the fast path takes; a deeper value (up to
 ``MAX_VALUE_DEPTH``) is the general path's."""
 
@@ -60,7 +60,7 @@ def _value_type(depth: int) -> Any:
     would read as a ``datetime`` and lose its nanoseconds, any extension such as msgpackr's
     ``undefined``, a key that is not a string, a deeper nesting) fails, and the general path
     decides. (Each level names the one below twice, so building the type grows with
-    2^depth: 15 ms at import for 10.)"""
+    2^depth: a few ms at import for 8.)"""
     leaf = Union[None, bool, int, float, str]  # noqa: UP007 - built at run time
     value: Any = leaf
     for _ in range(depth):
