@@ -31,7 +31,8 @@ def key_path(key: str, depth: int = DEPTH, key_hash: int | None = None) -> str:
 
 def entry_hash(key: str, ts: Timestamp) -> int:
     """The hash of one entry, as the reference computes it (millis printed as an integer)."""
-    return fnv1a_utf16(f"{key}:{int(ts.millis)}:{ts.counter}:{ts.node_id}")
+    millis, counter, node_id = ts  # unpacked: a NamedTuple's attributes cost more
+    return fnv1a_utf16(f"{key}:{int(millis)}:{counter}:{node_id}")
 
 
 class MerkleTree:
@@ -46,44 +47,40 @@ class MerkleTree:
     the tree one list slot. Updates run on every merge, owner and backup alike.
     """
 
-    __slots__ = ("_first", "_first_n", "_groups", "_root", "_size", "_stamp")
+    __slots__ = ("_first", "_groups", "_root", "_stamp")
 
     def __init__(self, stamp: Callable[[str], Timestamp]) -> None:
         self._stamp = stamp  # key → the timestamp of the record held for it
         self._groups: dict[int, list[Any]] = {}  # level-2 prefix → [sum, key, key, ...]
+        # The sums are kept unmasked (reduced modulo 2^32 when read): an update is then three
+        # additions. Groups are never removed, so a prefix has keys exactly when one exists.
         self._root = 0
-        self._size = 0
         self._first = [0] * 16  # level-1 sums
-        self._first_n = [0] * 16  # keys under each level-1 prefix
 
     def __len__(self) -> int:
-        return self._size
+        return sum(len(group) - 1 for group in self._groups.values())
 
     def update(
         self, key: str, ts: Timestamp, old: Timestamp | None, key_hash: int | None = None
     ) -> None:
         """``key`` now holds the record stamped ``ts``; ``old`` is the stamp it held (None
-        for a key new to the tree)."""
+        for a key new to the tree). Runs on every merge, owner and backup alike."""
         h = fnv1a_utf16(key) if key_hash is None else key_hash
-        new = entry_hash(key, ts)
+        delta = entry_hash(key, ts)
         group = self._groups.get(h >> 24)
-        top = h >> 28
         if old is None:
-            delta = new
             if group is None:
-                self._groups[h >> 24] = [new, key]
+                self._groups[h >> 24] = [delta, key]
             else:
-                group[0] = (group[0] + new) & MASK32
+                group[0] += delta
                 group.append(key)
-            self._size += 1
-            self._first_n[top] += 1
+        elif group is None:
+            raise KeyError(key)
         else:
-            if group is None:
-                raise KeyError(key)
-            delta = new - entry_hash(key, old)
-            group[0] = (group[0] + delta) & MASK32
-        self._root = (self._root + delta) & MASK32
-        self._first[top] = (self._first[top] + delta) & MASK32
+            delta -= entry_hash(key, old)
+            group[0] += delta
+        self._root += delta
+        self._first[h >> 28] += delta
 
     @staticmethod
     def _prefix(path: str) -> int | None:
@@ -108,18 +105,20 @@ class MerkleTree:
 
     def _sum(self, level: int, at: int) -> tuple[int, bool]:
         """(hash, whether any key is under it) of the prefix ``at`` of ``level``."""
+        groups = self._groups
         if level == 0:
-            return self._root, self._size > 0
+            return self._root & MASK32, bool(groups)
         if level == 1:
-            return self._first[at], self._first_n[at] > 0
+            found = any(g in groups for g in range(at * 16, at * 16 + 16))
+            return self._first[at] & MASK32, found
         if level == 2:
-            group = self._groups.get(at)
-            return (0, False) if group is None else (group[0], True)
+            group = groups.get(at)
+            return (0, False) if group is None else (group[0] & MASK32, True)
         leaf = self._leaves(at >> 4).get(at)
         return (0, False) if leaf is None else (leaf[0], True)
 
     def root(self) -> int:
-        return self._root
+        return self._root & MASK32
 
     def hash_at(self, path: str) -> int:
         at = self._prefix(path)

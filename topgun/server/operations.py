@@ -24,7 +24,7 @@ from typing import Any
 import msgspec
 
 from topgun.core.errors import ClockSkewError, ProtocolError
-from topgun.core.hashing import partition_id
+from topgun.core.hashing import PARTITION_COUNT, fnv1a_utf16, partition_id
 from topgun.core.hlc import Timestamp
 from topgun.core.messages import ClientOp, NotOwnerHint
 from topgun.core.record_wire import Triple
@@ -117,13 +117,14 @@ class Operations:
         t = self.partitions.table
         me = self.ctx.node_id
         out: list[Outcome | None] = [None] * len(ops)
-        local: list[tuple[int, int]] = []  # (op index, partition id)
+        local: list[tuple[int, int]] = []  # (op index, key hash)
         remote: dict[str, list[int]] = defaultdict(list)
         serving = self.ctx.serving
         quorum = self.partitions.has_quorum()
         lease = quorum and self.partitions.holds_lease()
         for i, op in enumerate(ops):
-            pid = partition_id(op.key)
+            key_hash = fnv1a_utf16(op.key)  # once per op: the partition's, the tree's
+            pid = key_hash % PARTITION_COUNT
             if op.record is None:
                 out[i] = Outcome(False, f"UNSUPPORTED: opType {op.op_type} needs an LWW record")
             elif t is None or not serving:
@@ -133,7 +134,7 @@ class Operations:
             elif t.owners[pid] == me and not lease:
                 out[i] = self._minority("the owner has no recent quorum (lease lapsed): retry")
             elif t.owners[pid] == me:
-                local.append((i, pid))
+                local.append((i, key_hash))
             elif forwarded:
                 out[i] = self._not_owner(pid)
             elif not self.ctx.config.forward_writes:
@@ -199,7 +200,7 @@ class Operations:
         backups = t.backups
         wall = self.ctx.config.clock_ms()
         newest: Timestamp | None = None  # the clock is folded past the batch's newest, once
-        for i, pid in idx:
+        for i, key_hash in idx:
             op = ops[i]
             rec = op.record
             assert rec is not None
@@ -212,14 +213,14 @@ class Operations:
             if newest is None or ts > newest:
                 newest = ts
             name = op.map_name
-            if store.merge(name, op.key, rec, pid):
+            if store.merge(name, op.key, rec, key_hash):
                 wants = watched.get(name)
                 if wants is None:
                     wants = watched[name] = self.queries.wants(name)
                 if wants:
                     changed.append((name, op.key, rec))
             applied.append(i)
-            for b in backups[pid]:
+            for b in backups[key_hash % PARTITION_COUNT]:
                 if b != me:
                     per_backup[b].append(i)
         if newest is not None:

@@ -32,12 +32,14 @@ class PartitionStore:
         self._sorted: dict[tuple[int, str], tuple[list[str], list[str]]] = {}
         self._packer = RecordPacker()
 
-    def merge(self, map_name: str, key: str, record: LWWRecord, pid: int | None = None) -> bool:
-        """LWW-merge one record; ``pid`` saves hashing the key again when the caller has it."""
-        key_hash = None
-        if pid is None:
+    def merge(
+        self, map_name: str, key: str, record: LWWRecord, key_hash: int | None = None
+    ) -> bool:
+        """LWW-merge one record; ``key_hash`` (its partition's and its tree's) saves hashing
+        the key again when the caller has it."""
+        if key_hash is None:
             key_hash = fnv1a_utf16(key)
-            pid = key_hash % len(self._parts)
+        pid = key_hash % len(self._parts)
         maps = self._parts[pid]
         m = maps.get(map_name)
         if m is None:
