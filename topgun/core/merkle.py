@@ -29,7 +29,7 @@ def key_path(key: str, depth: int = DEPTH, key_hash: int | None = None) -> str:
     return f"{fnv1a_utf16(key) if key_hash is None else key_hash:08x}"[:depth]
 
 
-def entry_hash(key: str, ts: Timestamp) -> int:
+def entry_hash(key: str, ts: tuple[int, int, str]) -> int:
     """The hash of one entry, as the reference computes it (millis printed as an integer)."""
     millis, counter, node_id = ts  # unpacked: a NamedTuple's attributes cost more
     return fnv1a_utf16(f"{key}:{int(millis)}:{counter}:{node_id}")
@@ -61,7 +61,11 @@ class MerkleTree:
         return sum(len(group) - 1 for group in self._groups.values())
 
     def update(
-        self, key: str, ts: Timestamp, old: Timestamp | None, key_hash: int | None = None
+        self,
+        key: str,
+        ts: tuple[int, int, str],
+        old: tuple[int, int, str] | None,
+        key_hash: int | None = None,
     ) -> None:
         """``key`` now holds the record stamped ``ts``; ``old`` is the stamp it held (None
         for a key new to the tree). Runs on every merge, owner and backup alike."""

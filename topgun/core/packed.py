@@ -22,6 +22,7 @@ from memory to reads, which are rarer than writes on the hot path and bounded pe
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import msgpack
 import msgspec
@@ -58,37 +59,54 @@ class RecordPacker:
         self._index[node_id] = idx
         return idx
 
-    def pack(self, record: LWWRecord) -> bytes:
-        millis, counter, node_id = record.timestamp
+    def pack(
+        self, value: Any, millis: int, counter: int, node_id: str, ttl_ms: int | None
+    ) -> bytes:
+        """The held form of one record; ``value`` may be a ``msgspec.Raw`` (its msgpack
+        bytes as a peer's blob held them), which is kept as it is, never decoded."""
         idx = self._index.get(node_id)
         if idx is None:
             idx = self._new_node(node_id)
-        try:
-            value = self._packer.encode(record.value)
-        except TypeError:  # a msgpack.Timestamp inside: the one foreign type a value holds
-            value = msgpack.packb(record.value, use_bin_type=True)
-            idx |= _FOREIGN
-        if record.ttl_ms is None:
-            return _HEAD.pack(millis, counter, idx) + value
-        return _HEAD.pack(millis, counter, idx | _HAS_TTL) + _TTL.pack(record.ttl_ms) + value
+        body: bytes
+        if value.__class__ is msgspec.Raw:
+            body = value  # bytes + Raw concatenates its buffer
+        else:
+            try:
+                body = self._packer.encode(value)
+            except TypeError:  # a msgpack.Timestamp inside: the one foreign type a value holds
+                body = msgpack.packb(value, use_bin_type=True)
+                idx |= _FOREIGN
+        if ttl_ms is None:
+            return _HEAD.pack(millis, counter, idx) + body
+        return _HEAD.pack(millis, counter, idx | _HAS_TTL) + _TTL.pack(ttl_ms) + body
 
     def timestamp(self, held: bytes) -> Timestamp:
         millis, counter, idx = _HEAD.unpack_from(held)
         return Timestamp(millis, counter, self._nodes[idx & _INDEX])
 
-    def newer(self, ts: Timestamp, held: bytes) -> bool:
-        """Whether a record stamped ``ts`` wins over ``held`` (strictly greater timestamp)."""
-        millis: int
-        counter: int
+    def newer(self, millis: int, counter: int, node_id: str, held: bytes) -> bool:
+        """Whether a record stamped (millis, counter, node_id) wins over ``held`` (strictly
+        greater timestamp)."""
+        held_millis: int
+        held_counter: int
         idx: int
-        millis, counter, idx = _HEAD.unpack_from(held)
-        if ts.millis != millis:
-            return ts.millis > millis
-        if ts.counter != counter:
-            return ts.counter > counter
-        return ts.node_id > self._nodes[idx & _INDEX]
+        held_millis, held_counter, idx = _HEAD.unpack_from(held)
+        if millis != held_millis:
+            return millis > held_millis
+        if counter != held_counter:
+            return counter > held_counter
+        return node_id > self._nodes[idx & _INDEX]
 
     def unpack(self, held: bytes) -> LWWRecord:
+        value, millis, counter, node_id, ttl = self.unpack_flat(held, encoded=False)
+        return LWWRecord(value, Timestamp(millis, counter, node_id), ttl)
+
+    def unpack_flat(
+        self, held: bytes, *, encoded: bool = True
+    ) -> tuple[Any, int, int, str, int | None]:
+        """(value, millis, counter, nodeId, ttlMs) of a held record; ``encoded``: the value
+        as a ``msgspec.Raw`` of its bytes (not decoded, for a peer's blob), unless it holds
+        a msgpack timestamp, which only msgpack-python keeps as it is."""
         millis, counter, idx = _HEAD.unpack_from(held)
         start, ttl = HEAD_SIZE, None
         if idx & _HAS_TTL:
@@ -97,9 +115,11 @@ class RecordPacker:
         raw = memoryview(held)[start:]
         if idx & _FOREIGN:
             value = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+        elif encoded:
+            value = msgspec.Raw(raw)
         else:
             value = self._decoder.decode(raw)
-        return LWWRecord(value, Timestamp(millis, counter, self._nodes[idx & _INDEX]), ttl)
+        return value, millis, counter, self._nodes[idx & _INDEX], ttl
 
     @property
     def node_ids(self) -> int:

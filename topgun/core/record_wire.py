@@ -28,20 +28,27 @@ from topgun.core.messages import MAX_KEY_LENGTH, MAX_MAP_NAME_LENGTH
 from topgun.core.records import MAX_TTL_MS, LWWRecord
 
 Triple = tuple[str, str, LWWRecord]
+Flat = tuple[str, str, Any, int, int, str, int | None]
+"""(map name, key, value, millis, counter, nodeId, ttlMs): a record as a blob holds it. Into
+and out of the store the value travels as a ``msgspec.Raw`` of its msgpack bytes, so a
+backup, a migration or a repair never decodes and re-encodes it."""
 
 _PLAIN = b"\x00"
 _FOREIGN = b"\x01"
 
-_Record = tuple[
-    Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_MAP_NAME_LENGTH)],
-    Annotated[str, msgspec.Meta(max_length=MAX_KEY_LENGTH)],
-    Any,
-    Annotated[int, msgspec.Meta(ge=0, le=MAX_MILLIS)],
-    Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNTER)],
-    Annotated[str, msgspec.Meta(max_length=MAX_NODE_ID_LENGTH)],
-    Annotated[int, msgspec.Meta(gt=0, le=MAX_TTL_MS)] | None,
-]
-_decoder = msgspec.msgpack.Decoder(list[_Record])
+_MapName = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_MAP_NAME_LENGTH)]
+_Key = Annotated[str, msgspec.Meta(max_length=MAX_KEY_LENGTH)]
+_Millis = Annotated[int, msgspec.Meta(ge=0, le=MAX_MILLIS)]
+_Counter = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNTER)]
+_Node = Annotated[str, msgspec.Meta(max_length=MAX_NODE_ID_LENGTH)]
+_Ttl = Annotated[int, msgspec.Meta(gt=0, le=MAX_TTL_MS)] | None
+_decoder = msgspec.msgpack.Decoder(list[tuple[_MapName, _Key, Any, _Millis, _Counter, _Node, _Ttl]])
+# The same rules with the value left as its bytes: msgspec checks that it is one whole msgpack
+# object, and the store keeps it as it came (a peer holding the cluster secret is trusted
+# that far; every other field is checked as for the decoded form).
+_encoded_decoder = msgspec.msgpack.Decoder(
+    list[tuple[_MapName, _Key, msgspec.Raw, _Millis, _Counter, _Node, _Ttl]]
+)
 
 
 class _Foreign(Exception):
@@ -57,34 +64,61 @@ _tuple_new = tuple.__new__  # a NamedTuple's own __new__ is a Python-level lambd
 
 
 def encode_records(triples: list[Triple]) -> bytes:
-    flat = [(name, key, rec.value, *rec.timestamp, rec.ttl_ms) for name, key, rec in triples]
+    return encode_flat(
+        [(name, key, rec.value, *rec.timestamp, rec.ttl_ms) for name, key, rec in triples]
+    )
+
+
+def encode_flat(flat: list[Flat]) -> bytes:
     try:
         return _PLAIN + _plain_encoder.encode(flat)
     except _Foreign:
         return _FOREIGN + pack(flat)
 
 
-def decode_records(raw: object) -> list[Triple]:
-    """The records of a blob from a peer; ValueError if any field breaks a rule."""
+def _body(raw: object) -> tuple[bytes, memoryview]:
     if not isinstance(raw, bytes) or not raw:
         raise ValueError("records must be an encoded blob")
-    tag, body = raw[:1], memoryview(raw)[1:]
+    return raw[:1], memoryview(raw)[1:]
+
+
+def decode_records(raw: object) -> list[Triple]:
+    """The records of a blob from a peer, values decoded; ValueError if any field breaks a
+    rule."""
+    tag, body = _body(raw)
     if tag == _PLAIN:
-        try:
-            flat = _decoder.decode(body)
-        except (msgspec.DecodeError, RecursionError) as exc:  # ValidationError is a DecodeError
-            raise ValueError(f"bad records: {exc}") from None
         new = _tuple_new
         return [
             (name, key, LWWRecord(value, new(Timestamp, (millis, counter, node)), ttl))
-            for name, key, value, millis, counter, node, ttl in flat
+            for name, key, value, millis, counter, node, ttl in _plain_records(_decoder, body)
         ]
-    if tag == _FOREIGN:
-        try:
-            return [_checked(item) for item in unpack(bytes(body))]
-        except (ProtocolError, TypeError) as exc:
-            raise ValueError(f"bad records: {exc}") from None
-    raise ValueError("unknown records encoding")
+    return _foreign_records(tag, body)
+
+
+def decode_flat(raw: object) -> list[Flat]:
+    """The records of a blob from a peer for the store: values as ``msgspec.Raw`` (decoded
+    only when they hold msgpack timestamps); ValueError if any field breaks a rule."""
+    tag, body = _body(raw)
+    if tag == _PLAIN:
+        flats: list[Flat] = _plain_records(_encoded_decoder, body)
+        return flats
+    return [(n, k, r.value, *r.timestamp, r.ttl_ms) for n, k, r in _foreign_records(tag, body)]
+
+
+def _plain_records(decoder: msgspec.msgpack.Decoder[Any], body: memoryview) -> Any:
+    try:
+        return decoder.decode(body)
+    except (msgspec.DecodeError, RecursionError) as exc:  # ValidationError is a DecodeError
+        raise ValueError(f"bad records: {exc}") from None
+
+
+def _foreign_records(tag: bytes, body: memoryview) -> list[Triple]:
+    if tag != _FOREIGN:
+        raise ValueError("unknown records encoding")
+    try:
+        return [_checked(item) for item in unpack(bytes(body))]
+    except (ProtocolError, TypeError) as exc:
+        raise ValueError(f"bad records: {exc}") from None
 
 
 def _checked(item: object) -> Triple:

@@ -25,7 +25,7 @@ from typing import Any
 
 from topgun.core.errors import ProtocolError
 from topgun.core.hashing import PARTITION_COUNT
-from topgun.core.record_wire import decode_records, encode_records
+from topgun.core.record_wire import encode_flat
 from topgun.server.context import NodeContext
 from topgun.server.membership import Membership
 from topgun.server.migration import MIGRATION_CHUNK_RECORDS, Migrations
@@ -128,11 +128,11 @@ class Healing:
         return pushed
 
     async def _push(self, link: PeerLink, pid: int, timeout: float) -> int:  # noqa: ASYNC109
-        records = self.ctx.store.partition_records(pid)
+        records = self.ctx.store.partition_flats(pid)
         for start in range(0, max(len(records), 1), MIGRATION_CHUNK_RECORDS):
             chunk = records[start : start + MIGRATION_CHUNK_RECORDS]
             last = start + MIGRATION_CHUNK_RECORDS >= len(records)
-            msg = {"t": "AE_PUSH", "pid": pid, "recs": encode_records(chunk), "done": last}
+            msg = {"t": "AE_PUSH", "pid": pid, "recs": encode_flat(chunk), "done": last}
             await link.request(msg, timeout)
         return len(records)
 
@@ -169,9 +169,11 @@ class Healing:
     async def _on_push(self, link: PeerLink, msg: dict[str, Any]) -> None:
         ok = True
         try:
-            changed = self.replication.merge(decode_records(msg.get("recs")))
+            flats, hashes, changed = self.replication.merge_records(msg.get("recs"))
             # what we learned must be on our backups before the holder may count it as done
-            ok = await self.replication.pass_on(changed, link.node_id)
+            ok = await self.replication.pass_on(
+                [flats[n] for n in changed], [hashes[n] for n in changed], link.node_id
+            )
             t, pid = self.partitions.table, msg.get("pid")
             if (
                 msg.get("done") is True and isinstance(pid, int) and t is not None

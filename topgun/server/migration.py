@@ -13,7 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 from topgun.core.errors import ProtocolError
-from topgun.core.record_wire import encode_records
+from topgun.core.record_wire import encode_flat
 from topgun.server.context import NodeContext
 from topgun.server.membership import Membership
 from topgun.server.partitions import PartitionService
@@ -99,7 +99,7 @@ class Migrations:
             if link is None:
                 return False
             store = self.ctx.store
-            parts = [[p, encode_records(store.partition_records(p))] for p in pids]
+            parts = [[p, encode_flat(store.partition_flats(p))] for p in pids]
             await link.request({"t": "MIGRATE", "parts": parts}, self.ctx.config.request_timeout_s)
             t = self.partitions.table
             if m.incarnation_of(target) != incarnation or link.closed:

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from topgun.core.errors import ClockSkewError, ProtocolError
-from topgun.core.hashing import partition_id
+from topgun.core.hashing import PARTITION_COUNT, fnv1a_utf16
+from topgun.core.hlc import Timestamp
 from topgun.core.messages import ClientOp
-from topgun.core.record_wire import Triple, decode_records, encode_records
+from topgun.core.record_wire import Flat, decode_flat, encode_flat
 from topgun.core.table import PartitionTable
 from topgun.server.context import NodeContext
 from topgun.server.membership import Membership
@@ -33,7 +34,7 @@ class _Group:
     """The records of the batches bound for one backup in one turn, and their one answer."""
 
     done: asyncio.Future[bool | None]
-    triples: list[Triple] = field(default_factory=list)
+    flats: list[Flat] = field(default_factory=list)
 
     def unknown(self, _sender: object = None) -> None:
         """However the sending ended (failed, or cancelled before it began), no batch waits
@@ -50,22 +51,27 @@ class Replication:
         self.table_of: Callable[[], PartitionTable | None] = lambda: None
         membership.handlers["REPL"] = self._on_repl
 
-    def merge_records(self, raw: object) -> list[Triple]:
-        """LWW-merge records a peer sent (replication, migration) into the store."""
-        triples = decode_records(raw)
-        self.merge(triples)
-        return triples
+    def merge_records(self, raw: object) -> tuple[list[Flat], list[int], list[int]]:
+        """LWW-merge the records of a peer's blob (replication, migration, repair) into the
+        store: the records, each one's key hash, and the positions of those that changed it."""
+        flats = decode_flat(raw)
+        hashes = [fnv1a_utf16(flat[1]) for flat in flats]
+        return flats, hashes, self.merge(flats, hashes)
 
-    def merge(self, triples: list[Triple]) -> list[Triple]:
-        """LWW-merge records from a peer into the store; those that changed it."""
-        if not triples:
-            return triples
-        store = self.ctx.store
-        changed = [triple for triple in triples if store.merge(*triple)]
+    def merge(self, flats: list[Flat], hashes: list[int]) -> list[int]:
+        """LWW-merge records from a peer into the store (``hashes``: their keys'); the
+        positions of those that changed it."""
+        if not flats:
+            return []
+        merge = self.ctx.store.merge_flat
+        changed = [
+            n for n, (flat, h) in enumerate(zip(flats, hashes, strict=True)) if merge(flat, h)
+        ]
         # the clock need only pass the newest of them (once, not per record); the owner
         # checked their drift, and a copy must hold what the owner holds whatever it is
+        newest = max((flat[3], flat[4], flat[5]) for flat in flats)
         with contextlib.suppress(ClockSkewError):
-            self.ctx.hlc.update(max(rec.timestamp for _, _, rec in triples))
+            self.ctx.hlc.update(Timestamp(*newest))
         return changed
 
     async def replicate(self, backup: str, ops: list[ClientOp]) -> bool | None:
@@ -79,8 +85,14 @@ class Replication:
         if group is None:
             group = self._groups[backup] = _Group(asyncio.get_running_loop().create_future())
             self.ctx.spawn(self._send_group(backup, group)).add_done_callback(group.unknown)
-        group.triples.extend([(op.map_name, op.key, op.record) for op in ops if op.record])
-        if len(group.triples) >= GROUP_MAX:
+        group.flats.extend(
+            [
+                (op.map_name, op.key, rec.value, *rec.timestamp, rec.ttl_ms)
+                for op in ops
+                if (rec := op.record) is not None
+            ]
+        )
+        if len(group.flats) >= GROUP_MAX:
             self._close_group(backup, group)
         return await asyncio.shield(group.done)
 
@@ -91,7 +103,7 @@ class Replication:
     async def _send_group(self, backup: str, group: _Group) -> None:
         # a task's first step runs after the callbacks already queued: the turn's batches
         self._close_group(backup, group)
-        msg = {"t": "REPL", "recs": encode_records(group.triples)}
+        msg = {"t": "REPL", "recs": encode_flat(group.flats)}
         group.done.set_result(await self._send_repl(backup, msg))
 
     async def _send_repl(self, backup: str, msg: dict[str, Any]) -> bool | None:
@@ -115,14 +127,14 @@ class Replication:
 
     async def _on_repl(self, link: PeerLink, msg: dict[str, Any]) -> None:
         try:
-            triples = self.merge_records(msg.get("recs"))
-            self.ctx.metrics.ops_replicated.inc(len(triples))
-            ok = True if msg.get("hop") else await self.pass_on(triples, link.node_id)
+            flats, hashes, _ = self.merge_records(msg.get("recs"))
+            self.ctx.metrics.ops_replicated.inc(len(flats))
+            ok = True if msg.get("hop") else await self.pass_on(flats, hashes, link.node_id)
             await link.reply(msg, {"t": "REPL_ACK", "ok": ok})
         except (ProtocolError, ValueError) as exc:
             await link.reply(msg, {"t": "REPL_ACK", "ok": False, "error": str(exc)})
 
-    async def pass_on(self, triples: list[Triple], sender: str) -> bool:
+    async def pass_on(self, flats: list[Flat], hashes: list[int], sender: str) -> bool:
         """Copy records replicated to us onward to our backups where we now own them.
 
         The sender replicated by the table it had; if ownership has meanwhile moved here
@@ -135,18 +147,19 @@ class Replication:
         if t is None:
             return True
         me = self.ctx.node_id
-        onward: dict[str, list[Triple]] = defaultdict(list)
-        for triple in triples:
-            pid = partition_id(triple[1])
-            if t.owners[pid] == me:
-                for b in t.backups[pid]:
+        owners, backups = t.owners, t.backups
+        onward: dict[str, list[Flat]] = defaultdict(list)
+        for flat, h in zip(flats, hashes, strict=True):
+            pid = h % PARTITION_COUNT
+            if owners[pid] == me:
+                for b in backups[pid]:
                     if b not in (me, sender):
-                        onward[b].append(triple)
+                        onward[b].append(flat)
         if not onward:
             return True
         oks = await asyncio.gather(
             *(
-                self._send_repl(b, {"t": "REPL", "hop": 1, "recs": encode_records(recs)})
+                self._send_repl(b, {"t": "REPL", "hop": 1, "recs": encode_flat(recs)})
                 for b, recs in onward.items()
             )
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from topgun.core.hashing import PARTITION_COUNT, fnv1a_utf16
 from topgun.core.merkle import MerkleTree
 from topgun.core.packed import RecordPacker
-from topgun.core.record_wire import Triple
+from topgun.core.record_wire import Flat, Triple
 from topgun.core.records import LWWRecord
 
 """(map name, key, record)."""
@@ -37,25 +37,31 @@ class PartitionStore:
     ) -> bool:
         """LWW-merge one record; ``key_hash`` (its partition's and its tree's) saves hashing
         the key again when the caller has it."""
-        if key_hash is None:
-            key_hash = fnv1a_utf16(key)
+        millis, counter, node_id = record.timestamp
+        flat = (map_name, key, record.value, millis, counter, node_id, record.ttl_ms)
+        return self.merge_flat(flat, fnv1a_utf16(key) if key_hash is None else key_hash)
+
+    def merge_flat(self, flat: Flat, key_hash: int) -> bool:
+        """LWW-merge one record as a peer's blob holds it (its value may stay encoded)."""
+        map_name, key, value, millis, counter, node_id, ttl_ms = flat
         pid = key_hash % len(self._parts)
         maps = self._parts[pid]
         m = maps.get(map_name)
         if m is None:
             m = maps[map_name] = {}
         held = m.get(key)
-        if held is not None and not self._packer.newer(record.timestamp, held):
+        packer = self._packer
+        if held is not None and not packer.newer(millis, counter, node_id, held):
             return False
-        m[key] = self._packer.pack(record)
+        m[key] = packer.pack(value, millis, counter, node_id, ttl_ms)
         if held is None and self._sorted:
             index = self._sorted.get((pid, map_name))
             if index is not None:
                 index[1].append(key)
         tree = self._trees.get((pid, map_name)) if self._trees else None
         if tree is not None:
-            old = None if held is None else self._packer.timestamp(held)
-            tree.update(key, record.timestamp, old, key_hash)
+            old = None if held is None else packer.timestamp(held)
+            tree.update(key, (millis, counter, node_id), old, key_hash)
         return True
 
     def get(self, map_name: str, key: str) -> LWWRecord | None:
@@ -83,6 +89,11 @@ class PartitionStore:
     def partition_records(self, pid: int) -> list[Triple]:
         unpack = self._packer.unpack
         return [(name, k, unpack(h)) for name, m in self._parts[pid].items() for k, h in m.items()]
+
+    def partition_flats(self, pid: int) -> list[Flat]:
+        """One partition's records for a peer's blob, values as their held bytes."""
+        unpack = self._packer.unpack_flat
+        return [(name, k, *unpack(h)) for name, m in self._parts[pid].items() for k, h in m.items()]
 
     def partition_maps(self, pid: int) -> list[str]:
         """Names of the maps with records in this partition."""
