@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -16,6 +17,14 @@ from topgun.server.auth import make_token, short_secret_warning
 from topgun.server.config import DEV_SECRET, NodeConfig
 from topgun.server.logutil import quiet_third_party
 from topgun.server.policy_file import load_policy_file
+
+NODE_GC_THRESHOLDS = (10_000, 20, 20)
+"""The cyclic collector's thresholds in a node process. A node under write load holds some
+10,000 young container objects in flight (decoded batches and their values), so at Python's
+default of 700 net allocations every young collection walked all of them and moved them on to
+be walked again: about 900 collections and 0.7-1.2 s in a 300,000-op run of three in-process
+nodes, some 10-15 % of their CPU, with 60 ms full collections. At 10,000 it is 9 collections
+and 0.05 s. A node's long-lived data (held records as bytes, keys as str) is not tracked."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -128,8 +137,10 @@ def _config(args: argparse.Namespace) -> NodeConfig:
 async def _run_node(cfg: NodeConfig) -> int:
     from topgun.server import ServerNode
 
+    gc.set_threshold(*NODE_GC_THRESHOLDS)
     node = ServerNode(cfg)
     await node.start()
+    gc.freeze()  # what start-up made (modules, config) is never walked again
     ready = {
         "nodeId": node.node_id,
         "clientUrl": node.client_url,

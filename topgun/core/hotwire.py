@@ -74,22 +74,23 @@ else:
     _Value = _value_type(HOT_VALUE_DEPTH)
 
 
-# Field names are the wire names (camelCase), so msgspec maps them one to one.
+# Field names are the wire names (camelCase), so msgspec maps them one to one. The per-op
+# structs hold only decoded data, never a cycle, so the cyclic collector need not track them.
 
 
-class _Stamp(msgspec.Struct, forbid_unknown_fields=True):
+class _Stamp(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     millis: Millis
     counter: Counter
     nodeId: Annotated[str, msgspec.Meta(max_length=MAX_NODE_ID_LENGTH)]
 
 
-class _Record(msgspec.Struct, forbid_unknown_fields=True):
+class _Record(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     timestamp: _Stamp
     value: _Value = None
     ttlMs: Ttl | None = None
 
 
-class _Op(msgspec.Struct, forbid_unknown_fields=True):
+class _Op(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     mapName: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_MAP_NAME_LENGTH)]
     key: Annotated[str, msgspec.Meta(max_length=MAX_KEY_LENGTH)]
     record: _Record | None = None
