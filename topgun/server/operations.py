@@ -27,7 +27,7 @@ from topgun.core.errors import ClockSkewError, ProtocolError
 from topgun.core.hashing import PARTITION_COUNT, fnv1a_utf16, partition_id
 from topgun.core.hlc import Timestamp
 from topgun.core.messages import ClientOp, NotOwnerHint
-from topgun.core.record_wire import Triple
+from topgun.core.record_wire import Flat, Triple
 from topgun.core.table import PartitionTable
 from topgun.server.context import NodeContext
 from topgun.server.membership import Membership
@@ -194,6 +194,7 @@ class Operations:
         me = self.ctx.node_id
         hlc, store = self.ctx.hlc, self.ctx.store
         per_backup: dict[str, list[int]] = defaultdict(list)
+        to_backup: dict[str, list[Flat]] = defaultdict(list)  # the records for each backup
         applied: list[int] = []
         changed: list[Triple] = []
         watched: dict[str, bool] = {}  # map → whether a live query wants its changes
@@ -213,7 +214,9 @@ class Operations:
             if newest is None or ts > newest:
                 newest = ts
             name = op.map_name
-            if store.merge(name, op.key, rec, key_hash):
+            millis, counter, node_id = ts
+            flat = (name, op.key, rec.value, millis, counter, node_id, rec.ttl_ms)  # as sent on
+            if store.merge_flat(flat, key_hash):
                 wants = watched.get(name)
                 if wants is None:
                     wants = watched[name] = self.queries.wants(name)
@@ -223,6 +226,7 @@ class Operations:
             for b in backups[key_hash % PARTITION_COUNT]:
                 if b != me:
                     per_backup[b].append(i)
+                    to_backup[b].append(flat)
         if newest is not None:
             hlc.observe(newest)
         self.ctx.metrics.ops_applied.inc(len(applied))
@@ -230,10 +234,7 @@ class Operations:
         replicated: set[int] = set()
         if per_backup:
             oks = await asyncio.gather(
-                *(
-                    self.replication.replicate(b, [ops[i] for i in ii])
-                    for b, ii in per_backup.items()
-                )
+                *(self.replication.replicate(b, to_backup[b]) for b in per_backup)
             )
             for (_, ii), ok in zip(per_backup.items(), oks, strict=True):
                 if ok is None:

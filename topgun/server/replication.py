@@ -18,7 +18,6 @@ from typing import Any
 from topgun.core.errors import ClockSkewError, ProtocolError
 from topgun.core.hashing import PARTITION_COUNT, fnv1a_utf16
 from topgun.core.hlc import Timestamp
-from topgun.core.messages import ClientOp
 from topgun.core.record_wire import Flat, decode_flat, encode_flat
 from topgun.core.table import PartitionTable
 from topgun.server.context import NodeContext
@@ -74,7 +73,7 @@ class Replication:
             self.ctx.hlc.update(Timestamp(*newest))
         return changed
 
-    async def replicate(self, backup: str, ops: list[ClientOp]) -> bool | None:
+    async def replicate(self, backup: str, flats: list[Flat]) -> bool | None:
         """True: the backup confirmed; False: it is gone (dead); None: no answer in time.
 
         Batches replicated to one backup in the same turn of the event loop travel in one
@@ -85,13 +84,7 @@ class Replication:
         if group is None:
             group = self._groups[backup] = _Group(asyncio.get_running_loop().create_future())
             self.ctx.spawn(self._send_group(backup, group)).add_done_callback(group.unknown)
-        group.flats.extend(
-            [
-                (op.map_name, op.key, rec.value, *rec.timestamp, rec.ttl_ms)
-                for op in ops
-                if (rec := op.record) is not None
-            ]
-        )
+        group.flats.extend(flats)
         if len(group.flats) >= GROUP_MAX:
             self._close_group(backup, group)
         return await asyncio.shield(group.done)

@@ -26,7 +26,8 @@ class PartitionStore:
 
     def __init__(self, partition_count: int = PARTITION_COUNT) -> None:
         self._parts: list[dict[str, dict[str, bytes]]] = [{} for _ in range(partition_count)]
-        self._trees: dict[tuple[int, str], MerkleTree] = {}
+        # per partition: map → its tree (a list, so a merge looks one up without a tuple key)
+        self._trees: list[dict[str, MerkleTree]] = [{} for _ in range(partition_count)]
         # (partition, map) → [its keys sorted when last asked, keys new since]: built by the
         # first paged read of the map, kept by merges at the cost of one append per new key
         self._sorted: dict[tuple[int, str], tuple[list[str], list[str]]] = {}
@@ -58,7 +59,8 @@ class PartitionStore:
             index = self._sorted.get((pid, map_name))
             if index is not None:
                 index[1].append(key)
-        tree = self._trees.get((pid, map_name)) if self._trees else None
+        trees = self._trees[pid]
+        tree = trees.get(map_name) if trees else None
         if tree is not None:
             old = None if held is None else packer.timestamp(held)
             tree.update(key, (millis, counter, node_id), old, key_hash)
@@ -71,11 +73,11 @@ class PartitionStore:
 
     def tree(self, pid: int, map_name: str) -> MerkleTree:
         """The Merkle tree of one map's records in one partition, built on first use."""
-        tree = self._trees.get((pid, map_name))
+        tree = self._trees[pid].get(map_name)
         if tree is None:
             maps, stamp = self._parts[pid], self._packer.timestamp
             tree = MerkleTree(lambda key: stamp(maps[map_name][key]))
-            self._trees[(pid, map_name)] = tree
+            self._trees[pid][map_name] = tree
             for key, held in maps.get(map_name, {}).items():
                 tree.update(key, stamp(held), None)
         return tree
