@@ -8,7 +8,10 @@ keys and the same load client (``topgun.bench.load``):
 2. one ``topgun node``;
 3. three ``topgun node`` s, connections spread over them and each batch sent to the owner
    of its keys, as the smart client does; an op counts as backed up when its ack says
-   ``REPLICATED`` (every backup confirmed before the ack).
+   ``REPLICATED`` (every backup confirmed before the ack);
+4. the same after a client synced the map (``SYNC_INIT``, as a TopGun client does for the
+   maps it uses), so that every owner keeps its Merkle trees current on each write as well
+   (``three-synced``; without a sync, anti-entropy builds trees only on the backups).
 
 ``--profile DIR`` samples every node process with py-spy during the timed load and writes
 collapsed stacks plus a summary of the hottest functions there. Figures, not assertions.
@@ -32,14 +35,14 @@ from typing import Any
 from topgun.bench import machine
 from topgun.bench.load import LoadResult, drive, routed_frames
 from topgun.bench.stats import rate
-from topgun.bench.wire import key_frames
+from topgun.bench.wire import WireClient, key_frames
 from topgun.core.table import PartitionTable
 from topgun.harness.cluster import ClusterSettings, ProcessCluster
 
 HERE = Path(__file__).resolve().parent
 SECRET = "throughput-bench-secret-0123456789abcdef"
 WARMUP_BATCHES = 200
-TARGETS = ["ceiling", "ceiling-no-gc", "one", "three"]
+TARGETS = ["ceiling", "ceiling-no-gc", "one", "three", "three-synced"]
 
 
 def load(
@@ -48,10 +51,13 @@ def load(
     args: argparse.Namespace,
     table: PartitionTable | None,
     pids: list[int],
+    *,
+    synced: bool = False,
     **kw: Any,
 ) -> tuple[LoadResult, float]:
     """Warm-up, then the timed load; batches routed to their owner when ``table`` is given.
-    Also the CPU seconds the server processes ``pids`` used during the timed load."""
+    Also the CPU seconds the server processes ``pids`` used during the timed load.
+    ``synced``: a client syncs the map between the two."""
     millis = int(time.time() * 1000)
     keys = range(10_000_000, 10_000_000 + args.batches * args.batch_size)
     warm = range(WARMUP_BATCHES * args.batch_size)
@@ -63,6 +69,12 @@ def load(
 
     async def both() -> tuple[LoadResult, float]:
         await drive(plans[0], token, connections=args.connections, **kw)
+        if synced:
+            client = await WireClient.open(next(iter(urls.values())), token)
+            try:
+                await client.sync_root()
+            finally:
+                await client.close()
         cpu = sum(machine.cpu_seconds(p) for p in pids)
         done = await drive(plans[1], token, connections=args.connections, **kw)
         return done, sum(machine.cpu_seconds(p) for p in pids) - cpu
@@ -134,7 +146,7 @@ def hottest(collapsed: Path, top: int = 25) -> list[str]:
     return lines
 
 
-def cluster_run(nodes: int, args: argparse.Namespace) -> dict[str, Any]:
+def cluster_run(nodes: int, args: argparse.Namespace, *, synced: bool = False) -> dict[str, Any]:
     cluster = ProcessCluster(ClusterSettings(jwt_secret=SECRET, cluster_secret=SECRET))
     try:
         ids = cluster.start(nodes, prefix="tp")
@@ -149,7 +161,7 @@ def cluster_run(nodes: int, args: argparse.Namespace) -> dict[str, Any]:
                 out = args.profile / f"{nodes}-nodes-{n}.txt"
                 spies.append((out, profiler(cluster.procs[n].popen.pid, out, expected_s)))
         pids = [cluster.procs[n].popen.pid for n in ids]
-        done, cpu = load(urls, token, args, cluster.any_table(), pids)
+        done, cpu = load(urls, token, args, cluster.any_table(), pids, synced=synced)
         for out, spy in spies:
             if spy is not None:
                 spy.wait(60)
@@ -180,6 +192,7 @@ def main() -> int:
         ("ceiling-no-gc", lambda: ceiling(args, "--no-gc")),
         ("one", lambda: cluster_run(1, args)),
         ("three", lambda: cluster_run(3, args)),
+        ("three-synced", lambda: cluster_run(3, args, synced=True)),
     ):
         if name in only:
             out[name] = run()

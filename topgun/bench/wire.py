@@ -126,6 +126,13 @@ class WireClient:
         await asyncio.wait_for(self.ws.send(pack(unsub)), self.step_s)
         return payload if isinstance(payload, dict) else {}
 
+    async def sync_root(self, map_name: str = MAP) -> int:
+        """``SYNC_INIT`` from an empty client: the cluster's Merkle root of the map (every
+        owner then keeps its trees of the map current)."""
+        sync = {"type": "SYNC_INIT", "mapName": map_name, "lastSyncTimestamp": 0}
+        await asyncio.wait_for(self.ws.send(pack(sync)), self.step_s)
+        return int((await self.expect("SYNC_RESP_ROOT"))["payload"]["rootHash"])
+
     async def close(self) -> None:
         await asyncio.wait_for(self.ws.close(), self.step_s)
 
