@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from fnv_hash_fast import fnv1a_32
+
 from topgun.core.hashing import fnv1a_utf16
 from topgun.core.hlc import Timestamp
 
@@ -32,7 +34,10 @@ def key_path(key: str, depth: int = DEPTH, key_hash: int | None = None) -> str:
 def entry_hash(key: str, ts: tuple[int, int, str]) -> int:
     """The hash of one entry, as the reference computes it (millis printed as an integer)."""
     millis, counter, node_id = ts  # unpacked: a NamedTuple's attributes cost more
-    return fnv1a_utf16(f"{key}:{int(millis)}:{counter}:{node_id}")
+    if millis.__class__ is not int:
+        millis = int(millis)
+    text = f"{key}:{millis}:{counter}:{node_id}"
+    return fnv1a_32(text.encode()) if text.isascii() else fnv1a_utf16(text)
 
 
 class MerkleTree:
@@ -40,22 +45,23 @@ class MerkleTree:
 
     A node keeps one tree per partition and map for a million records, so the tree holds no
     object per key and none per leaf: keys are grouped by their level-2 prefix (256 groups,
-    a list each: the group's sum, then its keys), the root and the 16 first-level sums are
-    plain ints, and a leaf's sum is added up from its group when sync asks, with each entry
+    a list each: the group's sum, then its keys); the sums above a group are added up from
+    the groups, and a leaf's sum from its group's keys when sync asks, with each entry
     hashed from the timestamp its holder keeps (``stamp``). So an update needs the key's
     previous timestamp from the caller (the store has it at hand); in return a key costs
     the tree one list slot. Updates run on every merge, owner and backup alike.
     """
 
-    __slots__ = ("_first", "_groups", "_root", "_stamp")
+    __slots__ = ("_groups", "_stamp")
 
     def __init__(self, stamp: Callable[[str], Timestamp]) -> None:
         self._stamp = stamp  # key → the timestamp of the record held for it
-        self._groups: dict[int, list[Any]] = {}  # level-2 prefix → [sum, key, key, ...]
-        # The sums are kept unmasked (reduced modulo 2^32 when read): an update is then three
-        # additions. Groups are never removed, so a prefix has keys exactly when one exists.
-        self._root = 0
-        self._first = [0] * 16  # level-1 sums
+        # level-2 prefix → [sum, key, key, ...]. An update touches only its group: the sums
+        # above (16 of the first level, the root) are added up from the groups when read,
+        # which sync and anti-entropy do far less often than merges update. A group's sum is
+        # kept unmasked (reduced modulo 2^32 when read); groups are never removed, so a
+        # prefix has keys exactly when a group under it exists.
+        self._groups: dict[int, list[Any]] = {}
 
     def __len__(self) -> int:
         return sum(len(group) - 1 for group in self._groups.values())
@@ -69,22 +75,18 @@ class MerkleTree:
     ) -> None:
         """``key`` now holds the record stamped ``ts``; ``old`` is the stamp it held (None
         for a key new to the tree). Runs on every merge, owner and backup alike."""
-        h = fnv1a_utf16(key) if key_hash is None else key_hash
-        delta = entry_hash(key, ts)
-        group = self._groups.get(h >> 24)
+        at = (fnv1a_utf16(key) if key_hash is None else key_hash) >> 24
+        group = self._groups.get(at)
         if old is None:
             if group is None:
-                self._groups[h >> 24] = [delta, key]
+                self._groups[at] = [entry_hash(key, ts), key]
             else:
-                group[0] += delta
+                group[0] += entry_hash(key, ts)
                 group.append(key)
         elif group is None:
             raise KeyError(key)
         else:
-            delta -= entry_hash(key, old)
-            group[0] += delta
-        self._root += delta
-        self._first[h >> 28] += delta
+            group[0] += entry_hash(key, ts) - entry_hash(key, old)
 
     @staticmethod
     def _prefix(path: str) -> int | None:
@@ -111,10 +113,10 @@ class MerkleTree:
         """(hash, whether any key is under it) of the prefix ``at`` of ``level``."""
         groups = self._groups
         if level == 0:
-            return self._root & MASK32, bool(groups)
+            return sum(g[0] for g in groups.values()) & MASK32, bool(groups)
         if level == 1:
-            found = any(g in groups for g in range(at * 16, at * 16 + 16))
-            return self._first[at] & MASK32, found
+            under = [g[0] for n in range(at * 16, at * 16 + 16) if (g := groups.get(n))]
+            return sum(under) & MASK32, bool(under)
         if level == 2:
             group = groups.get(at)
             return (0, False) if group is None else (group[0] & MASK32, True)
@@ -122,7 +124,7 @@ class MerkleTree:
         return (0, False) if leaf is None else (leaf[0], True)
 
     def root(self) -> int:
-        return self._root & MASK32
+        return self._sum(0, 0)[0]
 
     def hash_at(self, path: str) -> int:
         at = self._prefix(path)
