@@ -200,21 +200,23 @@ class Operations:
         watched: dict[str, bool] = {}  # map → whether a live query wants its changes
         backups = t.backups
         wall = self.ctx.config.clock_ms()
+        limit = wall + hlc.max_drift_ms  # one reading of the clock for the batch
         newest: Timestamp | None = None  # the clock is folded past the batch's newest, once
         for i, key_hash in idx:
             op = ops[i]
             rec = op.record
             assert rec is not None
             ts = rec.timestamp
-            try:
-                hlc.check(ts, wall)
-            except ClockSkewError as exc:
-                out[i] = Outcome(False, f"CLOCK_SKEW: {exc}")
-                continue
+            millis, counter, node_id = ts
+            if millis > limit:  # too far ahead: the clock words the refusal
+                try:
+                    hlc.check(ts, wall)
+                except ClockSkewError as exc:
+                    out[i] = Outcome(False, f"CLOCK_SKEW: {exc}")
+                    continue
             if newest is None or ts > newest:
                 newest = ts
             name = op.map_name
-            millis, counter, node_id = ts
             flat = (name, op.key, rec.value, millis, counter, node_id, rec.ttl_ms)  # as sent on
             if store.merge_flat(flat, key_hash):
                 wants = watched.get(name)

@@ -73,12 +73,13 @@ class Replication:
             self.ctx.hlc.update(Timestamp(*newest))
         return changed
 
-    async def replicate(self, backup: str, flats: list[Flat]) -> bool | None:
-        """True: the backup confirmed; False: it is gone (dead); None: no answer in time.
+    def replicate(self, backup: str, flats: list[Flat]) -> asyncio.Future[bool | None]:
+        """The outcome to await: True: the backup confirmed; False: it is gone (dead);
+        None: no answer in time.
 
-        Batches replicated to one backup in the same turn of the event loop travel in one
-        ``REPL`` (a group commit, at most :data:`GROUP_MAX` records): fewer frames, wakeups
-        and syscalls on both ends, and each batch waits for that one answer.
+        Batches replicated to one backup in the same or the next turn of the event loop
+        travel in one ``REPL`` (a group commit, at most :data:`GROUP_MAX` records): fewer
+        frames, wakeups and syscalls on both ends, and each batch waits for that one answer.
         """
         group = self._groups.get(backup)
         if group is None:
@@ -87,7 +88,7 @@ class Replication:
         group.flats.extend(flats)
         if len(group.flats) >= GROUP_MAX:
             self._close_group(backup, group)
-        return await asyncio.shield(group.done)
+        return asyncio.shield(group.done)  # a future, not a coroutine: gather makes no task
 
     def _close_group(self, backup: str, group: _Group) -> None:
         if self._groups.get(backup) is group:
