@@ -45,23 +45,24 @@ class MerkleTree:
 
     A node keeps one tree per partition and map for a million records, so the tree holds no
     object per key and none per leaf: keys are grouped by their level-2 prefix (256 groups,
-    a list each: the group's sum, then its keys); the sums above a group are added up from
-    the groups, and a leaf's sum from its group's keys when sync asks, with each entry
-    hashed from the timestamp its holder keeps (``stamp``). So an update needs the key's
+    a list each: the group's sum, then its keys) and the root is one int; a first-level sum
+    is added up from its groups, and a leaf's from its group's keys, when sync asks, with
+    each entry hashed from the timestamp its holder keeps (``stamp``). So an update needs the key's
     previous timestamp from the caller (the store has it at hand); in return a key costs
     the tree one list slot. Updates run on every merge, owner and backup alike.
     """
 
-    __slots__ = ("_groups", "_stamp")
+    __slots__ = ("_groups", "_root", "_stamp")
 
     def __init__(self, stamp: Callable[[str], Timestamp]) -> None:
         self._stamp = stamp  # key → the timestamp of the record held for it
-        # level-2 prefix → [sum, key, key, ...]. An update touches only its group: the sums
-        # above (16 of the first level, the root) are added up from the groups when read,
-        # which sync and anti-entropy do far less often than merges update. A group's sum is
-        # kept unmasked (reduced modulo 2^32 when read); groups are never removed, so a
-        # prefix has keys exactly when a group under it exists.
+        # level-2 prefix → [sum, key, key, ...]. An update adds to its group and to the root
+        # (which anti-entropy reads for every held partition each turn); the 16 first-level
+        # sums, which only a sync walk asks for, are added up from the groups when read. The
+        # sums are kept unmasked (reduced modulo 2^32 when read); groups are never removed,
+        # so a prefix has keys exactly when a group under it exists.
         self._groups: dict[int, list[Any]] = {}
+        self._root = 0
 
     def __len__(self) -> int:
         return sum(len(group) - 1 for group in self._groups.values())
@@ -77,16 +78,19 @@ class MerkleTree:
         for a key new to the tree). Runs on every merge, owner and backup alike."""
         at = (fnv1a_utf16(key) if key_hash is None else key_hash) >> 24
         group = self._groups.get(at)
+        delta = entry_hash(key, ts)
         if old is None:
             if group is None:
-                self._groups[at] = [entry_hash(key, ts), key]
+                self._groups[at] = [delta, key]
             else:
-                group[0] += entry_hash(key, ts)
+                group[0] += delta
                 group.append(key)
         elif group is None:
             raise KeyError(key)
         else:
-            group[0] += entry_hash(key, ts) - entry_hash(key, old)
+            delta -= entry_hash(key, old)
+            group[0] += delta
+        self._root += delta
 
     @staticmethod
     def _prefix(path: str) -> int | None:
@@ -113,7 +117,7 @@ class MerkleTree:
         """(hash, whether any key is under it) of the prefix ``at`` of ``level``."""
         groups = self._groups
         if level == 0:
-            return sum(g[0] for g in groups.values()) & MASK32, bool(groups)
+            return self._root & MASK32, bool(groups)
         if level == 1:
             under = [g[0] for n in range(at * 16, at * 16 + 16) if (g := groups.get(n))]
             return sum(under) & MASK32, bool(under)
