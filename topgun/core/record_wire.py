@@ -69,16 +69,6 @@ def encode_records(triples: list[Triple]) -> bytes:
     )
 
 
-def encoded(value: Any) -> Any:
-    """``value`` as a ``msgspec.Raw`` of its msgpack bytes, for a flat record that is both
-    held and sent on (encoded once, not once for each); as it is when it holds a msgpack
-    timestamp, which only msgpack-python writes back exactly."""
-    try:
-        return msgspec.Raw(_plain_encoder.encode(value))
-    except _Foreign:
-        return value
-
-
 def encode_flat(flat: list[Flat]) -> bytes:
     try:
         return _PLAIN + _plain_encoder.encode(flat)

@@ -27,7 +27,7 @@ from topgun.core.errors import ClockSkewError, ProtocolError
 from topgun.core.hashing import PARTITION_COUNT, fnv1a_utf16, partition_id
 from topgun.core.hlc import Timestamp
 from topgun.core.messages import ClientOp, NotOwnerHint
-from topgun.core.record_wire import Flat, Triple, encoded
+from topgun.core.record_wire import Flat, Triple
 from topgun.core.table import PartitionTable
 from topgun.server.context import NodeContext
 from topgun.server.membership import Membership
@@ -217,7 +217,7 @@ class Operations:
             if newest is None or ts > newest:
                 newest = ts
             name = op.map_name
-            flat = (name, op.key, encoded(rec.value), millis, counter, node_id, rec.ttl_ms)
+            flat = (name, op.key, rec.value, millis, counter, node_id, rec.ttl_ms)  # as sent on
             if store.merge_flat(flat, key_hash):
                 wants = watched.get(name)
                 if wants is None:

@@ -12,14 +12,7 @@ from hypothesis import strategies as st
 
 from topgun.core.codec import pack
 from topgun.core.hlc import Timestamp
-from topgun.core.record_wire import (
-    Triple,
-    decode_flat,
-    decode_records,
-    encode_flat,
-    encode_records,
-    encoded,
-)
+from topgun.core.record_wire import Triple, decode_flat, decode_records, encode_flat, encode_records
 from topgun.core.records import MAX_TTL_MS, LWWRecord
 
 scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text()
@@ -126,18 +119,3 @@ def test_a_record_that_breaks_a_rule_refuses_the_blob(
 def test_what_is_no_blob_is_refused(raw: object, decode: Any) -> None:
     with pytest.raises(ValueError):
         decode(raw)
-
-
-def test_a_value_is_encoded_once_unless_it_holds_a_msgpack_timestamp() -> None:
-    raw = encoded({"a": [1, "x"]})
-    assert isinstance(raw, msgspec.Raw) and bytes(raw) == msgspec.msgpack.encode({"a": [1, "x"]})
-    foreign = {"at": msgpack.Timestamp(1, 2)}
-    assert encoded(foreign) is foreign
-    flats = [
-        ("m", "k", encoded({"a": 1}), 5, 0, "n", None),
-        ("m", "t", encoded(foreign), 5, 0, "n", 9),
-    ]
-    assert decode_records(encode_flat(flats)) == [
-        ("m", "k", LWWRecord({"a": 1}, Timestamp(5, 0, "n"))),
-        ("m", "t", LWWRecord(foreign, Timestamp(5, 0, "n"), 9)),
-    ]
