@@ -22,7 +22,7 @@ import time
 from topgun.bench.machine import rss_bytes
 from topgun.bench.workload import value_for
 from topgun.core.codec import decode_frame, encode
-from topgun.core.hashing import PARTITION_COUNT, partition_id
+from topgun.core.hashing import PARTITION_COUNT, fnv1a_utf16
 from topgun.core.hlc import Timestamp
 from topgun.core.messages import ClientOp, OpBatch
 from topgun.core.records import LWWRecord
@@ -62,7 +62,7 @@ def main() -> int:
         t0 = time.perf_counter()
         for op in batch.ops:
             assert op.record is not None
-            store.merge(op.map_name, op.key, op.record, partition_id(op.key))
+            store.merge(op.map_name, op.key, op.record, fnv1a_utf16(op.key))
         merge_s += time.perf_counter() - t0
     elapsed = time.perf_counter() - started
     del batch
