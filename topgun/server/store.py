@@ -13,8 +13,6 @@ from topgun.core.packed import RecordPacker
 from topgun.core.record_wire import Flat, Triple
 from topgun.core.records import LWWRecord
 
-"""(map name, key, record)."""
-
 
 class PartitionStore:
     """Per partition, per map: key → the record in its held form (:mod:`topgun.core.packed`).
