@@ -179,7 +179,7 @@ class Healing:
                 msg.get("done") is True and isinstance(pid, int) and t is not None
                 and 0 <= pid < t.partition_count and link.node_id in t.backups[pid]
             ):  # fmt: skip
-                self.migrations.resync(pid, link.node_id)
+                self.migrations.resync([pid], link.node_id)
         except (ProtocolError, ValueError) as exc:
             self.ctx.log.warning("bad AE_PUSH from %s: %s", link.node_id, exc)
             ok = False

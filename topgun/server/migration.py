@@ -10,10 +10,13 @@ those partitions and the authority may make it owner.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from topgun.core.errors import ProtocolError
-from topgun.core.record_wire import encode_flat
+from topgun.core.hashing import PARTITION_COUNT, fnv1a_utf16
+from topgun.core.record_wire import Flat, encode_flat
+from topgun.core.table import PartitionTable
 from topgun.server.context import NodeContext
 from topgun.server.membership import Membership
 from topgun.server.partitions import PartitionService
@@ -39,19 +42,44 @@ class Migrations:
         self.replication = replication
         self.in_flight: set[tuple[int, str]] = set()
         """(partition, target) copies under way."""
+        self._void: set[tuple[int, str]] = set()
+        """Copies under way that will not count: since their records were read, the target
+        missed a write, or a table left it out of the partition's backups."""
         partitions.copies_in_flight = lambda: len(self.in_flight)
-        partitions.on_table.append(lambda _table: self.kick())
+        partitions.on_table.append(self._table_changed)
         membership.handlers["MIGRATE"] = self._on_migrate
         membership.on_up.append(lambda _link, _member, _new: self.kick())
         membership.on_down.append(self._member_down)
+        replication.on_missed = self._missed
 
     def _member_down(self, node_id: str) -> None:
         self.in_flight = {m for m in self.in_flight if m[1] != node_id}
 
-    def resync(self, pid: int, backup: str) -> None:
-        """``backup``'s copy of ``pid`` disagreed with ours: copy the partition to it again."""
-        if pid in self.partitions.synced and backup in self.partitions.synced[pid]:
-            self.partitions.synced[pid].discard(backup)
+    def _missed(self, backup: str, flats: list[Flat]) -> None:
+        self.resync({fnv1a_utf16(flat[1]) % PARTITION_COUNT for flat in flats}, backup)
+
+    def _table_changed(self, t: PartitionTable) -> None:
+        # A copy whose target stops being our backup of it misses the writes made meanwhile
+        # (they are not replicated to it); a later table may name it again before the copy
+        # lands, so the copy must not count then.
+        me = self.ctx.node_id
+        self._void.update(
+            (p, b) for p, b in self.in_flight if t.owners[p] != me or b not in t.backups[p]
+        )
+        self.kick()
+
+    def resync(self, pids: Iterable[int], backup: str) -> None:
+        """``backup``'s copies of ``pids`` disagree with ours, or may: copy them to it again.
+        A copy to it already in flight may predate what it missed, so it does not count."""
+        synced = self.partitions.synced
+        stale = False
+        for p in pids:
+            if (p, backup) in self.in_flight:
+                self._void.add((p, backup))
+            if backup in synced.get(p, ()):
+                synced[p].discard(backup)
+                stale = True
+        if stale:
             self.kick()
 
     def kick(self) -> None:
@@ -99,6 +127,7 @@ class Migrations:
             if link is None:
                 return False
             store = self.ctx.store
+            self._void.difference_update((p, target) for p in pids)  # read now: current
             parts = [[p, encode_flat(store.partition_flats(p))] for p in pids]
             await link.request({"t": "MIGRATE", "parts": parts}, self.ctx.config.request_timeout_s)
             t = self.partitions.table
@@ -108,7 +137,8 @@ class Migrations:
                 (p, target)
                 for p in pids
                 if t is not None and t.owners[p] == self.ctx.node_id and target in t.backups[p]
-            }
+                and (p, target) not in self._void
+            }  # fmt: skip
             for p, b in done:
                 self.partitions.synced.setdefault(p, set()).add(b)
             self.ctx.metrics.migrations.inc(len(done))
@@ -122,6 +152,7 @@ class Migrations:
             return False
         finally:
             self.in_flight.difference_update((p, target) for p in pids)
+            self._void.difference_update((p, target) for p in pids)
 
     async def _on_migrate(self, link: PeerLink, msg: dict[str, Any]) -> None:
         parts = msg.get("parts")

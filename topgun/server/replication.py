@@ -48,6 +48,10 @@ class Replication:
         self.membership = membership
         self._groups: dict[str, _Group] = {}
         self.table_of: Callable[[], PartitionTable | None] = lambda: None
+        self.on_missed: Callable[[str, list[Flat]], None] = lambda _backup, _flats: None
+        """Told of records a backup may lack (its ``REPL`` went unanswered or was refused,
+        or its link was gone): its copies of their partitions are no longer known to be
+        current, and only a new copy makes them so (set by :class:`Migrations`)."""
         membership.handlers["REPL"] = self._on_repl
 
     def merge_records(self, raw: object) -> tuple[list[Flat], list[int], list[int]]:
@@ -101,7 +105,10 @@ class Replication:
         await asyncio.sleep(0)
         self._close_group(backup, group)
         msg = {"t": "REPL", "recs": encode_flat(group.flats)}
-        group.done.set_result(await self._send_repl(backup, msg))
+        ok = await self._send_repl(backup, msg)
+        if not ok:
+            self.on_missed(backup, group.flats)
+        group.done.set_result(ok)
 
     async def _send_repl(self, backup: str, msg: dict[str, Any]) -> bool | None:
         link = self.membership.link_for(backup)
@@ -160,4 +167,7 @@ class Replication:
                 for b, recs in onward.items()
             )
         )
+        for (b, recs), ok in zip(onward.items(), oks, strict=True):
+            if not ok:
+                self.on_missed(b, recs)
         return all(ok is not None for ok in oks)

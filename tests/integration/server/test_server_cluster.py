@@ -538,3 +538,34 @@ def test_every_single_write_is_acked_replicated_with_the_backup_current_at_ack_t
             await stop_all(nodes)
 
     run(scenario())
+
+
+def test_a_backup_that_missed_a_replication_is_copied_to_again() -> None:
+    """A ``REPL`` that goes unanswered leaves the backup behind: the owner must not go on
+    counting its copy as current (nor say "safe"), and copies the partition to it again."""
+
+    async def scenario() -> None:
+        nodes = await start_cluster(["node-a", "node-b"], request_timeout_s=0.5)
+        try:
+            owner = owner_of(nodes, "key-1")
+            backup = next(n for n in nodes if n is not owner)
+            await wait_until(owner.partitions.is_safe, 5.0, "safe before the write")
+            handlers = backup.membership.handlers
+            answers = {kind: handlers[kind] for kind in ("REPL", "MIGRATE")}
+            for kind in answers:
+                handlers[kind] = lambda _link, _msg: None  # heard, never answered
+            c = await WireClient.open(owner.client_url, token())
+            ack = await c.write([put("1", "key-1", "missed")])
+            assert ack["results"][0]["error"] == "REPLICATION_TIMEOUT"
+            assert backup.store.get("m", "key-1") is None
+            assert not owner.partitions.is_safe()
+            handlers.update(answers)
+            await wait_until(
+                lambda: backup.store.get("m", "key-1") is not None, 5.0, "the copy on the backup"
+            )
+            await wait_until(owner.partitions.is_safe, 5.0, "safe again")
+            await c.close()
+        finally:
+            await stop_all(nodes)
+
+    run(scenario())

@@ -518,6 +518,56 @@ def test_a_table_that_leaves_a_node_out_of_a_partition_forgets_its_readiness() -
         task.cancel()
 
 
+
+def _with_backups(t: PartitionTable, version: int, pid: int, backup: str) -> PartitionTable:
+    backups = tuple((backup,) if p == pid else b for p, b in enumerate(t.backups))
+    return PartitionTable(version, t.nodes, t.owners, backups)
+
+
+def test_a_copy_whose_target_was_left_out_while_it_travelled_does_not_count() -> None:
+    """Table v names b backup of 236 and a copy to it starts; v+1 names c (writes then go to
+    c only); v+2 names b again before the copy lands. The copy misses v+1's writes, so it
+    makes b neither synced nor ready (the next kick copies again)."""
+
+    async def scenario() -> None:
+        b, c = FakeLink("b"), FakeLink("c")
+        node = node_with({236: "a", 0: "c"}, {236: ("b",)}, links={"b": b, "c": c})
+        t = node.table
+        assert t is not None
+        node.partitions.synced[236] = set()
+        b.gate = asyncio.Event()
+        node.migrations.kick()
+        await wait_until(lambda: b.requests, 2.0, "the copy to b is under way")
+        assert node.partitions.apply_table(_with_backups(t, 6, 236, "c"), ("a",), ("a",))
+        [o] = await node.execute([op("key-1", "while b was left out")])
+        assert o.ok and o.level == "REPLICATED"
+        assert node.partitions.apply_table(_with_backups(t, 7, 236, "b"), ("a",), ("a",))
+        b.gate.set()
+        await wait_until(lambda: not node.migrations.in_flight, 2.0, "the copy landed")
+        assert "b" not in node.partitions.synced[236]
+        assert (236, "b") not in node.partitions.ready
+        for task in list(node.ctx.tasks):
+            task.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_backup_whose_replication_went_unanswered_is_no_longer_counted_current() -> None:
+    async def scenario() -> None:
+        b = FakeLink("b", TimeoutError())
+        node = node_with({236: "a"}, {236: ("b",)}, links={"b": b})
+        node.partitions.synced[236] = {"b"}
+        [o] = await node.execute([op("key-1", 1)])
+        assert not o.ok and o.error == "REPLICATION_TIMEOUT"
+        assert node.partitions.synced[236] == set()  # before the client heard of it
+        await wait_until(
+            lambda: any(r["t"] == "MIGRATE" for r in b.requests), 2.0, "a copy to b again"
+        )
+        for task in list(node.ctx.tasks):
+            task.cancel()
+
+    asyncio.run(scenario())
+
 class ReplyLink:
     """A peer's link that records the replies sent on it."""
 
