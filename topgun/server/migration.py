@@ -66,6 +66,12 @@ class Migrations:
         self._void.update(
             (p, b) for p, b in self.in_flight if t.owners[p] != me or b not in t.backups[p]
         )
+        # What our copies made ready, said again under this table: an authority forgets
+        # claims when it missed a table, and one that takes over knows only what it heard.
+        vouched = self.partitions.vouched()
+        if vouched:
+            items = self.partitions.ready_wire(vouched)
+            self.membership.broadcast({"t": "READY", "items": items})
         self.kick()
 
     def resync(self, pids: Iterable[int], backup: str) -> None:

@@ -178,7 +178,7 @@ class PartitionService:
             self.ready = {r for r in self.ready if r[1] != remote.node_id}
         if link.remote_extra.get("table") is not None:
             try:
-                self.apply_table_msg(link.remote_extra)
+                self.apply_table_msg(link.remote_extra, remote.node_id)
             except ProtocolError as exc:
                 self.ctx.log.warning("bad table from %s: %s", remote.node_id, exc)
         if self.table is not None:
@@ -338,8 +338,19 @@ class PartitionService:
     def ready_wire(self, items: set[tuple[int, str]]) -> list[list[Any]]:
         return [[p, n, self.membership.incarnation_of(n)] for p, n in sorted(items)]
 
-    def _accept_ready(self, raw: object) -> bool:
-        if not isinstance(raw, list):
+    def vouched(self) -> set[tuple[int, str]]:
+        """The readiness this node can vouch for: as an owner, the backups its copies
+        reached (kept current by every table it applies, see :meth:`apply_table`)."""
+        return {(p, b) for p, synced in self.synced.items() for b in synced}
+
+    def _accept_ready(self, raw: object, sender: str) -> bool:
+        """Take the readiness ``sender`` vouches for, as the owner our table says it is of
+        each partition and for replicas our table names. Nothing else: a node cut off for a
+        while still holds claims that tables it missed made stale, and passing those around
+        once let an authority hand a partition to a node before its copy arrived (found by
+        the 2 | 3 split in hosts mode: a backup then missed the records of the cut)."""
+        t = self.table
+        if t is None or not isinstance(raw, list):
             return False
         added = False
         for item in raw[: PARTITION_COUNT * 16]:
@@ -347,7 +358,8 @@ class PartitionService:
                 continue
             p, n, inc = item
             if (
-                isinstance(p, int) and 0 <= p < PARTITION_COUNT and isinstance(n, str)
+                isinstance(p, int) and 0 <= p < t.partition_count and t.owners[p] == sender
+                and isinstance(n, str) and (n == sender or n in t.backups[p])
                 and inc is not None and inc == self.membership.incarnation_of(n)
                 and (p, n) not in self.ready
             ):  # fmt: skip
@@ -360,23 +372,25 @@ class PartitionService:
         return {
             "t": "TABLE", "table": self.table.to_wire(), "epoch": self.table.epoch,
             "acks": list(self.acks), "voters": list(self.acked_voters),
-            "ready": self.ready_wire(self.ready),
+            "ready": self.ready_wire(self.vouched()),
         }  # fmt: skip
 
-    def apply_table_msg(self, msg: dict[str, Any]) -> bool:
-        """Apply a committed table a peer sent (TABLE, or a handshake's extra)."""
-        self._accept_ready(msg.get("ready"))
+    def apply_table_msg(self, msg: dict[str, Any], sender: str) -> bool:
+        """Apply a committed table a peer sent (TABLE, or a handshake's extra), then the
+        readiness it vouches for, judged by the table we serve after it."""
         acks, voters = _ids_from_wire(msg.get("acks")), _ids_from_wire(msg.get("voters"))
         table = PartitionTable.from_wire(msg.get("table"))
         table = dataclasses.replace(table, epoch=_epoch_from_wire(msg.get("epoch")))
-        return self.apply_table(table, acks, voters)
+        applied = self.apply_table(table, acks, voters)
+        self._accept_ready(msg.get("ready"), sender)
+        return applied
 
     def _on_table_msg(self, link: PeerLink, msg: dict[str, Any]) -> None:
-        self.apply_table_msg(msg)
+        self.apply_table_msg(msg, link.node_id)
         self.maybe_plan()
 
     def _on_ready(self, link: PeerLink, msg: dict[str, Any]) -> None:
-        if self._accept_ready(msg.get("items")):
+        if self._accept_ready(msg.get("items"), link.node_id):
             self.maybe_plan()
 
     def apply_table(
@@ -412,6 +426,8 @@ class PartitionService:
         # migrated to again before it can own or back up that partition. Found by the 2 | 3
         # split: the minority's authority kept its side's readiness and handed ownership back
         # at once after the heal, to nodes that had missed the majority's writes.
+        if old is not None and new.version != old.version + 1:
+            self.ready = set()  # we missed tables, any of which may have made a claim stale
         self.ready = {(p, n) for p, n in self.ready if n == new.owners[p] or n in new.backups[p]}
         self.acks, self.acked_voters = acks, voters
         self.acceptor.observe(new.key)
