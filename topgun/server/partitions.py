@@ -426,8 +426,11 @@ class PartitionService:
         # migrated to again before it can own or back up that partition. Found by the 2 | 3
         # split: the minority's authority kept its side's readiness and handed ownership back
         # at once after the heal, to nodes that had missed the majority's writes.
-        if old is not None and new.version != old.version + 1:
-            self.ready = set()  # we missed tables, any of which may have made a claim stale
+        # Tables we missed may have left a replica out (it missed writes) or given the
+        # partition to another owner meanwhile: what we knew of copies may be stale.
+        missed = old is not None and new.version != old.version + 1
+        if missed:
+            self.ready = set()
         self.ready = {(p, n) for p, n in self.ready if n == new.owners[p] or n in new.backups[p]}
         self.acks, self.acked_voters = acks, voters
         self.acceptor.observe(new.key)
@@ -435,7 +438,7 @@ class PartitionService:
         self.ctx.metrics.table_version.set(new.version)
         for p in range(new.partition_count):
             if new.owners[p] == me:
-                if old is None or old.owners[p] != me or p not in self.synced:
+                if missed or old is None or old.owners[p] != me or p not in self.synced:
                     self.synced[p] = set()
                 else:
                     self.synced[p] &= set(new.backups[p])
