@@ -127,6 +127,9 @@ class FakeLink:
     async def send(self, msg: dict[str, Any]) -> None:
         self.sent.append(msg)
 
+    def abort(self) -> None:
+        self.closed = True
+
     async def request(self, msg: dict[str, Any], timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
         self.requests.append(msg)
         if self.gate is not None:
@@ -544,6 +547,28 @@ def test_readiness_is_taken_only_from_the_owner_and_forgotten_when_tables_were_m
     assert node.partitions.synced[0] == set()
     for task in list(node.ctx.tasks):
         task.cancel()
+
+
+def test_a_backup_that_restarted_is_copied_to_again_though_no_table_changed() -> None:
+    """Killed and restarted within the failure timeout, a backup comes back empty under a
+    new incarnation, and the table may never change: its old copies must not count."""
+
+    async def scenario() -> None:
+        node = node_with({236: "a"}, {236: ("b",)}, links={"b": FakeLink("b")})
+        node.partitions.synced[236] = {"b"}
+        link = FakeLink("b")  # the restarted process's link
+        link.remote = Member("b", "h:b", "ws://b", "next-incarnation")  # type: ignore[attr-defined]
+        link.remote_extra = {}  # type: ignore[attr-defined]
+        node.membership.link_up(link, link.remote)  # type: ignore[arg-type, attr-defined]
+        assert "b" not in node.partitions.synced[236]
+        assert not node.partitions.is_safe()
+        await wait_until(
+            lambda: any(r["t"] == "MIGRATE" for r in link.requests), 2.0, "a copy to b again"
+        )
+        for task in list(node.ctx.tasks):
+            task.cancel()
+
+    asyncio.run(scenario())
 
 
 def _with_backups(t: PartitionTable, version: int, pid: int, backup: str) -> PartitionTable:
