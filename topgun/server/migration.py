@@ -53,11 +53,7 @@ class Migrations:
         replication.on_missed = self._missed
 
     def _member_down(self, node_id: str) -> None:
-        # Gone, or restarted (a new incarnation holds nothing our copies gave the old one):
-        # either way its copies are not current any more, whether or not a table follows.
         self.in_flight = {m for m in self.in_flight if m[1] != node_id}
-        for synced in self.partitions.synced.values():
-            synced.discard(node_id)
 
     def _missed(self, backup: str, flats: list[Flat]) -> None:
         self.resync({fnv1a_utf16(flat[1]) % PARTITION_COUNT for flat in flats}, backup)

@@ -186,7 +186,11 @@ class PartitionService:
         self.maybe_plan()
 
     def _member_down(self, node_id: str) -> None:
+        # Gone, or restarted (a new incarnation holds nothing our copies gave the old one):
+        # either way neither its readiness nor its copies hold, whether or not a table follows.
         self.ready = {r for r in self.ready if r[1] != node_id}
+        for synced in self.synced.values():
+            synced.discard(node_id)
 
     # ------------------------------------------------------------------ authority
 
