@@ -2,13 +2,14 @@
 
 Both controllers answer the same questions (who owns a key, what does a node hold, which
 table does it serve) and do the same things to nodes (start, shut down, kill, restart),
-so a feature file passes against either unchanged. In-process inspection reads the node
-directly; process inspection goes through the node's admin HTTP routes.
+so a feature file passes against either unchanged. The questions go to the controller's
+:attr:`~ClusterController.inspector` (:mod:`topgun.harness.inspection`): in-process
+inspection reads the node objects; process inspection goes through the node's admin HTTP
+routes.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from typing import Any
 
 from topgun.core.hashing import partition_id
 from topgun.core.table import PartitionTable
+from topgun.harness.inspection import AdminRoutesInspector, Inspector, NodeObjectInspector
 from topgun.harness.loop import LoopThread
 from topgun.harness.nodes import HARNESS_POLICY_FILE, local_config
 from topgun.harness.waiting import eventually
@@ -63,7 +65,26 @@ class ClusterController(ABC):
         self.settings = settings or ClusterSettings()
         self.order: list[str] = []
         self.down: set[str] = set()
-        self._admin_token = make_token(self.settings.jwt_secret, sub="harness", roles=["ADMIN"])
+        self._admin_token = self._suite_token()
+        self._inspector: Inspector | None = None
+
+    def _suite_token(self) -> str:
+        """The token the harness inspects and administers with."""
+        return make_token(self.settings.jwt_secret, sub="harness", roles=["ADMIN"])
+
+    @property
+    def inspector(self) -> Inspector:
+        """Where this controller's answers about nodes come from (chosen on first use)."""
+        if self._inspector is None:
+            self._inspector = self._make_inspector()
+        return self._inspector
+
+    @abstractmethod
+    def _make_inspector(self) -> Inspector: ...
+
+    def _close_inspector(self) -> None:
+        if self._inspector is not None:
+            self._inspector.close()
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -173,14 +194,16 @@ class ClusterController(ABC):
     @abstractmethod
     def cluster_address(self, node_id: str) -> str: ...
 
-    @abstractmethod
-    def members(self, node_id: str) -> list[str]: ...
+    def members(self, node_id: str) -> list[str]:
+        return self.inspector.members(node_id)
 
-    @abstractmethod
-    def table(self, node_id: str) -> PartitionTable | None: ...
+    def table(self, node_id: str) -> PartitionTable | None:
+        return self.inspector.table(node_id)
 
-    @abstractmethod
-    def inspect(self, node_id: str, map_name: str, key: str) -> dict[str, Any]: ...
+    def inspect(self, node_id: str, map_name: str, key: str) -> dict[str, Any]:
+        """What ``node_id`` holds for ``key``: ``{nodeId, partitionId, role, record,
+        method}`` (see :meth:`~topgun.harness.inspection.Inspector.inspect`)."""
+        return self.inspector.inspect(node_id, map_name, key)
 
     @abstractmethod
     def logs(self, node_id: str) -> str: ...
@@ -243,14 +266,8 @@ class EmbeddedCluster(ClusterController):
     def cluster_address(self, node_id: str) -> str:
         return str(self.nodes[node_id].cluster_address)
 
-    def members(self, node_id: str) -> list[str]:
-        return list(self.loop.call(self.nodes[node_id].members))
-
-    def table(self, node_id: str) -> PartitionTable | None:
-        return self.loop.call(lambda: self.nodes[node_id].table)  # type: ignore[no-any-return]
-
-    def inspect(self, node_id: str, map_name: str, key: str) -> dict[str, Any]:
-        return dict(self.loop.call(self.nodes[node_id].inspect, map_name, key))
+    def _make_inspector(self) -> Inspector:
+        return NodeObjectInspector(self.loop, self.nodes.__getitem__)
 
     def logs(self, node_id: str) -> str:
         return "\n".join(self._logs.lines.get(node_id, ()))
@@ -264,6 +281,7 @@ class EmbeddedCluster(ClusterController):
             self.down.add(node_id)
         self._logger.removeHandler(self._logs)
         self._logger.setLevel(self._level)
+        self._close_inspector()
 
 
 # --- OS processes ---------------------------------------------------------------------
@@ -288,6 +306,9 @@ class ProcessCluster(ClusterController):
         super().__init__(settings)
         self.procs: dict[str, _Process] = {}
         self.log_dir = Path(tempfile.mkdtemp(prefix="topgun-nodes-"))
+        self.routes = AdminRoutesInspector(
+            self.client_url, self._admin_token, source_address=self.source_address
+        )
 
     def _bind_host(self, node_id: str) -> str:
         """The address ``node_id`` listens on (hosts mode: its own network host)."""
@@ -351,44 +372,16 @@ class ProcessCluster(ClusterController):
     def cluster_address(self, node_id: str) -> str:
         return self.procs[node_id].cluster_address
 
-    def _get(self, node_id: str, path: str) -> str:
-        """The body of ``GET path`` on the node's client port, as the harness's admin."""
-        host, port = self.client_url(node_id).removeprefix("ws://").rsplit(":", 1)
-        conn = http.client.HTTPConnection(
-            host, int(port), timeout=5, source_address=self.source_address
-        )
-        try:
-            conn.request("GET", path, headers={"Authorization": f"Bearer {self._admin_token}"})
-            response = conn.getresponse()
-            body = response.read().decode("utf-8")
-        except (http.client.HTTPException, OSError) as exc:
-            raise AssertionError(f"{node_id} did not answer {path}: {exc}") from exc
-        finally:
-            conn.close()
-        if response.status != 200:
-            raise AssertionError(f"{node_id} answered {path} with {response.status}: {body}")
-        return body
+    def _make_inspector(self) -> Inspector:
+        return self.routes
 
     def _http(self, node_id: str, path: str) -> Any:
-        return json.loads(self._get(node_id, path))
+        """``GET path`` on the node's client port as the harness's admin, as JSON."""
+        return self.routes.http.json(node_id, path)
 
     def metrics_text(self, node_id: str) -> str:
         """The node's Prometheus ``/metrics`` page."""
-        return self._get(node_id, "/metrics")
-
-    def members(self, node_id: str) -> list[str]:
-        return list(self._http(node_id, "/health")["members"])
-
-    def table(self, node_id: str) -> PartitionTable | None:
-        payload = self._http(node_id, "/admin/partitions")
-        return None if payload is None else PartitionTable.from_wire(payload)
-
-    def inspect(self, node_id: str, map_name: str, key: str) -> dict[str, Any]:
-        from urllib.parse import quote
-
-        return dict(
-            self._http(node_id, f"/admin/maps/{quote(map_name, safe='')}/{quote(key, safe='')}")
-        )
+        return self.routes.http.text(node_id, "/metrics")
 
     def logs(self, node_id: str) -> str:
         proc = self.procs.get(node_id)
@@ -409,6 +402,7 @@ class ProcessCluster(ClusterController):
             if proc.popen.stdout is not None:
                 proc.popen.stdout.close()
         shutil.rmtree(self.log_dir, ignore_errors=True)  # logs were attached if they mattered
+        self._close_inspector()
 
 
 def admin_get(client_url: str, path: str, token: str, timeout: float = 5.0) -> Any:

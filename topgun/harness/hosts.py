@@ -19,12 +19,12 @@ class HostCluster(ProcessCluster):
 
     def __init__(self, settings: ClusterSettings | None = None) -> None:
         self.lab = NetworkLab()
+        self.source_address = (self.lab.control_address, 0)  # before the admin routes are made
         try:
             super().__init__(settings)
         except BaseException:
             self.lab.close()
             raise
-        self.source_address = (self.lab.control_address, 0)
 
     def host(self, node_id: str) -> Host:
         try:

@@ -19,10 +19,18 @@ from websockets.protocol import State
 
 from topgun.core.codec import decode_frame, pack
 from topgun.core.errors import ProtocolError
-from topgun.core.merkle import DEPTH
+from topgun.core.merkle import DEPTH, key_path
 from topgun.harness.loop import LoopThread
 
 CALL_MARGIN_S = 5.0
+
+
+class ServerError(AssertionError):
+    """The server answered with ``ERROR`` or ``AUTH_FAIL`` instead of what was asked."""
+
+    def __init__(self, code: int | None, message: str) -> None:
+        super().__init__(f"{code}: {message}" if code is not None else message)
+        self.code = code
 
 
 class WireClient:
@@ -33,13 +41,23 @@ class WireClient:
         self.inbox: list[dict[str, Any]] = []
 
     @classmethod
-    async def open(cls, url: str, token: str | None = None) -> WireClient:
-        c = cls(await connect(url, compression=None, open_timeout=5))
-        first = await c.recv("AUTH_REQUIRED")
-        assert first["type"] == "AUTH_REQUIRED"
-        if token is not None:
-            await c.send({"type": "AUTH", "token": token})
-            assert (await c.recv("AUTH_ACK", "AUTH_FAIL"))["type"] == "AUTH_ACK"
+    async def open(
+        cls, url: str, token: str | None = None, *, close_timeout: float | None = 10
+    ) -> WireClient:
+        """Connect, wait for ``AUTH_REQUIRED`` and sign in with ``token`` (if given);
+        ``AUTH_FAIL`` raises :class:`ServerError`. ``close_timeout`` bounds the wait for the
+        server's side of the closing handshake."""
+        c = cls(await connect(url, compression=None, open_timeout=5, close_timeout=close_timeout))
+        try:
+            await c.recv("AUTH_REQUIRED")
+            if token is not None:
+                await c.send({"type": "AUTH", "token": token})
+                answer = await c.recv("AUTH_ACK", "AUTH_FAIL")
+                if answer["type"] == "AUTH_FAIL":
+                    raise ServerError(401, f"AUTH_FAIL {answer.get('error', '')}".strip())
+        except BaseException:  # a half-open client must not leak its socket
+            await c.close()
+            raise
         return c
 
     async def send(self, msg: dict[str, Any]) -> None:
@@ -61,6 +79,16 @@ class WireClient:
                 if isinstance(item, ProtocolError):
                     raise item
                 self.inbox.append(item.to_wire())
+
+    async def answer(self, *types: str, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
+        """Like :meth:`recv`, but an ``ERROR`` arriving first raises :class:`ServerError`."""
+        msg = await self.recv(*types, "ERROR", timeout=timeout)
+        if msg["type"] == "ERROR":
+            payload = msg.get("payload")
+            payload = payload if isinstance(payload, dict) else {}
+            code = payload.get("code")
+            raise ServerError(code if isinstance(code, int) else None, str(payload.get("message")))
+        return msg
 
     async def write(
         self,
@@ -96,6 +124,65 @@ class WireClient:
             out.update(await self.walk(map_name, path + digit))
         return out
 
+    async def partition_map(self, timeout: float = 5.0) -> dict[str, Any] | None:  # noqa: ASYNC109
+        """The ``PARTITION_MAP`` payload the server sends for ``currentVersion`` 0, or None if
+        none comes within ``timeout`` (a single server, or a node still forming)."""
+        await self.send({"type": "PARTITION_MAP_REQUEST", "payload": {"currentVersion": 0}})
+        try:
+            payload = (await self.recv("PARTITION_MAP", timeout=timeout)).get("payload")
+        except TimeoutError:
+            return None
+        if not isinstance(payload, dict):
+            raise ProtocolError("PARTITION_MAP without a payload object")
+        return payload
+
+    async def read_key(
+        self,
+        map_name: str,
+        key: str,
+        timeout: float = 5.0,  # noqa: ASYNC109
+    ) -> dict[str, Any] | None:
+        """The record the server's Merkle tree holds for ``key`` (a tombstone too), or None.
+
+        ``SYNC_INIT``, then ``MERKLE_REQ_BUCKET`` down the key's own path only, one level at
+        a time: a level that lacks the next digit means the key is not there. Asking for a
+        path that does not exist is avoided, as some servers leave it unanswered.
+        """
+        await self.send({"type": "SYNC_INIT", "mapName": map_name, "lastSyncTimestamp": 0})
+        root = _payload(await self.answer("SYNC_RESP_ROOT", timeout=timeout))
+        if not root.get("rootHash"):
+            return None
+        path = key_path(key)
+        for depth in range(DEPTH):
+            level = await self._bucket(map_name, path[:depth], "SYNC_RESP_BUCKETS", timeout)
+            buckets = level.get("buckets")
+            if not isinstance(buckets, dict):
+                raise ProtocolError("SYNC_RESP_BUCKETS without a buckets object")
+            if path[depth] not in buckets:
+                return None
+        leaf = await self._bucket(map_name, path, "SYNC_RESP_LEAF", timeout)
+        records = leaf.get("records")
+        if not isinstance(records, list):
+            raise ProtocolError("SYNC_RESP_LEAF without a records list")
+        for item in records:
+            if isinstance(item, dict) and item.get("key") == key:
+                record = item.get("record")
+                if not isinstance(record, dict):
+                    raise ProtocolError(f"SYNC_RESP_LEAF holds {key!r} without a record object")
+                return record
+        return None
+
+    async def _bucket(
+        self,
+        map_name: str,
+        path: str,
+        reply: str,
+        timeout: float,  # noqa: ASYNC109
+    ) -> dict[str, Any]:
+        msg = {"type": "MERKLE_REQ_BUCKET", "payload": {"mapName": map_name, "path": path}}
+        await self.send(msg)
+        return _payload(await self.answer(reply, timeout=timeout))
+
     async def close(self) -> None:
         if self.ws.state is not State.CLOSED:  # closing a failed socket again fails oddly
             await self.ws.close()
@@ -109,6 +196,13 @@ class WireClient:
                     await self.ws.recv()
         except ConnectionClosed as exc:
             return exc.rcvd.code if exc.rcvd is not None else None
+
+
+def _payload(msg: dict[str, Any]) -> dict[str, Any]:
+    payload = msg.get("payload")
+    if not isinstance(payload, dict):
+        raise ProtocolError(f"{msg.get('type')} without a payload object")
+    return payload
 
 
 class WireDriver:

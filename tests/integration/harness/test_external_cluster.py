@@ -11,6 +11,7 @@ import pytest
 
 from topgun.harness import ClusterSettings, EmbeddedCluster, LoopThread
 from topgun.harness.external import CannotRunHere, ExternalCluster, NodeCommands
+from topgun.harness.world import require_plain_nodes
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -49,8 +50,10 @@ def test_what_it_cannot_do_is_said_not_pretended(nodes: EmbeddedCluster) -> None
     with pytest.raises(CannotRunHere, match="needs a cluster of 1 node"):
         external.start(1)
     external.start(3)
-    with pytest.raises(CannotRunHere, match="needs nodes started with"):
-        external.require_default_options({"forward_writes": False})
+    with pytest.raises(CannotRunHere, match="not run here: needs nodes started with"):
+        require_plain_nodes("external", {"forward_writes": False}, None)
+    with pytest.raises(CannotRunHere, match="not run here: needs a node started with a policy"):
+        require_plain_nodes("external", {}, Path("policies.json"))
     with pytest.raises(CannotRunHere, match=r"needs node control.*stop_cmd"):
         external.shutdown("node-2")
     with pytest.raises(CannotRunHere, match="needs a new node node-4"):
@@ -60,7 +63,7 @@ def test_what_it_cannot_do_is_said_not_pretended(nodes: EmbeddedCluster) -> None
 
 def test_a_token_the_cluster_refuses_makes_checks_not_checkable(nodes: EmbeddedCluster) -> None:
     wrong = ExternalCluster(nodes.seeds(), ClusterSettings("another-secret-0123456789abcdef0123"))
-    with pytest.raises(CannotRunHere, match=r"not checkable.*HTTP 401"):
+    with pytest.raises(CannotRunHere, match=r"the cluster refused the suite's user: .*HTTP 401"):
         wrong.start(3)
 
 
