@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from topgun.client.breaker import CircuitBreakers
@@ -76,13 +76,18 @@ class TopGunClient:
         node_id: str | None = None,
         clock: Callable[[], int] | None = None,
         auth_token: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
+        """``options``: connection settings of single-server mode (``ClusterConfig`` fields
+        such as ``ping_interval_s``); a cluster client takes them in its ``ClusterConfig``."""
         if (server_url is None) == (cluster is None):
             raise ConfigError("give exactly one of server_url='ws://…' or cluster=ClusterConfig(…)")
         if server_url is not None:
             if not isinstance(server_url, str) or not server_url.startswith(("ws://", "wss://")):
                 raise ConfigError(f"server_url {server_url!r} is not a ws:// or wss:// URL")
-            self._config = ClusterConfig(seeds=[server_url], smart_routing=False)
+            self._config = ClusterConfig(seeds=[server_url], smart_routing=False, **(options or {}))
+        elif options:
+            raise ConfigError("a cluster client takes its options in cluster=ClusterConfig(…)")
         else:
             assert cluster is not None
             self._config = cluster

@@ -7,6 +7,12 @@ nothing but AUTH and PING is written. PONG (and any other frame) feeds this conn
 liveness tracker (§6.4-F); a silent connection is dropped and dialled again. Reconnects use
 capped exponential backoff with jitter and never give up (§6.4-L); AUTH_FAIL parks the
 connection in FAILED until a new token arrives.
+
+PING carries whole epoch milliseconds: TopGun's Rust server reads the timestamp as an
+unsigned integer and silently drops a PING whose float has a fraction. Until the first PONG
+of a session, each PING goes with a WebSocket ping as well, so a server that never answers
+PING (the Rust server before AUTH_ACK, or any server that drops our PINGs) is still known to
+be alive: it is named in one warning instead of being dropped and dialled again forever.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from topgun.client.pool_state import ConnectionStateMachine, ConnEvent, ConnState, backoff_delay
 from topgun.core.codec import decode_frame, encode
@@ -28,6 +35,11 @@ from topgun.core.messages import Auth, AuthAck, AuthFail, AuthRequired, Message,
 log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 64 * 1024 * 1024
+
+
+def epoch_ms() -> int:
+    """Now in whole epoch milliseconds, the only form a millisecond timestamp takes on the wire."""
+    return time.time_ns() // 1_000_000
 
 
 class ConnectionListener(Protocol):
@@ -67,6 +79,11 @@ class NodeConnection:
         self.last_seen: float | None = None
         self.latency_ms: float | None = None
         self.pongs = 0
+        self.pings = 0
+        self.ws_pongs = 0
+        """WebSocket pongs: answers to the pings sent until the session's first PONG."""
+        self.ignores_ping = False
+        """This session's server answers WebSocket pings but none of our PINGs."""
         self.last_error: str | None = None
         self.auth_error: str | None = None
         self.liveness_drops = 0
@@ -79,6 +96,9 @@ class NodeConnection:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._retiring: asyncio.Task[None] | None = None
+        self._session_pongs = 0
+        self._first_ping_at: float | None = None
+        self._warned_ignores_ping = False
 
     def __repr__(self) -> str:
         return f"<NodeConnection {self.id} {self.url} {self.sm.state}>"
@@ -223,6 +243,9 @@ class NodeConnection:
         self._auth_sent = False
         self.leaving = False
         self.last_seen = self._clock()
+        self._session_pongs = 0
+        self._first_ping_at = None
+        self.ignores_ping = False
         self.sm.fire(ConnEvent.OPENED)
         self.listener.on_open(self)
         self._send_auth()
@@ -264,6 +287,8 @@ class NodeConnection:
     async def _pinger(self, ws: ClientConnection) -> None:
         while True:
             await asyncio.sleep(self.ping_interval_s)
+            if self._closing:  # close() is waiting for the server's close frame
+                return
             last = self.last_seen or 0.0
             now = self._clock()
             if now - last > self.liveness_timeout_s:
@@ -271,7 +296,46 @@ class NodeConnection:
                 log.warning("no frame from %s for %.1fs: reconnecting", self.url, now - last)
                 ws.transport.abort()
                 return
-            self._send_raw(Ping(time.time() * 1000.0))
+            if self._session_pongs == 0:
+                self._note_unanswered_pings(now)
+                await self._ws_ping(ws)
+            self.pings += 1
+            self._send_raw(Ping(float(epoch_ms())))
+
+    def _note_unanswered_pings(self, now: float) -> None:
+        """Name, once per connection, a server that answered no PING for a liveness period."""
+        if self._first_ping_at is None:
+            self._first_ping_at = now
+            return
+        if now - self._first_ping_at < self.liveness_timeout_s or self.ignores_ping:
+            return
+        self.ignores_ping = True
+        if self._warned_ignores_ping:
+            return
+        self._warned_ignores_ping = True
+        stage = "" if self.is_authenticated else " (before AUTH_ACK)"
+        log.warning(
+            "%s has answered none of our PINGs for %.1fs%s; it answers WebSocket pings, so "
+            "the connection is kept and its liveness is checked with those",
+            self.url,
+            now - self._first_ping_at,
+            stage,
+        )
+
+    async def _ws_ping(self, ws: ClientConnection) -> None:
+        """A WebSocket ping whose pong counts as a frame from the server."""
+        try:
+            waiter = await asyncio.wait_for(ws.ping(), self.ping_interval_s)
+        except (ConnectionClosed, TimeoutError):  # closing, or writes stalled: liveness tells
+            return
+        if isinstance(waiter, asyncio.Future):
+            waiter.add_done_callback(self._on_ws_pong)
+
+    def _on_ws_pong(self, waiter: asyncio.Future[float]) -> None:
+        if waiter.cancelled() or waiter.exception() is not None:
+            return
+        self.ws_pongs += 1
+        self.last_seen = self._clock()
 
     def _on_frame(self, ws: ClientConnection, frame: bytes | str) -> None:
         for item in decode_frame(frame):  # raises a fatal ProtocolError on garbage
@@ -280,6 +344,8 @@ class NodeConnection:
                 continue
             if isinstance(item, Pong):
                 self.pongs += 1
+                self._session_pongs += 1
+                self.ignores_ping = False
                 self.latency_ms = max(0.0, time.time() * 1000.0 - item.timestamp)
             elif isinstance(item, AuthAck):
                 if self.sm.state is ConnState.CONNECTED:

@@ -16,6 +16,7 @@ from typing import Any
 
 import jwt
 
+from topgun.client.connection import epoch_ms
 from topgun.harness.wire import WireClient
 from topgun.server.auth import make_token
 
@@ -127,7 +128,7 @@ async def pinging_stranger(url: str, every_s: float, within: float) -> tuple[flo
 
     async def ping() -> None:
         while True:
-            await c.send({"type": "PING", "timestamp": float(time.time() * 1000)})
+            await c.send({"type": "PING", "timestamp": float(epoch_ms())})
             await asyncio.sleep(every_s)
 
     pinger = asyncio.create_task(ping())
