@@ -1,7 +1,9 @@
 """Frames captured from the reference TypeScript client and server, decoded and re-encoded.
 
-The samples file lives beside the repository (``../shared/reference``); it is the ground
-truth for what the reference puts on the wire.
+An optional extra: the samples file lives beside the repository (``../shared/reference``, not
+vendored: it carries no licence statement) and the module is skipped, saying so, without it.
+The codec's own check against a real peer is test_wire_fixtures.py, on frames the project
+recorded from TopGun's Rust server (``tests/fixtures``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import msgpack
 import pytest
 
+from tests.unit.core.wire_compare import message_type, normalise_ours, strict_equal
 from topgun.core import messages as m
 from topgun.core.codec import decode_frame, encode
 from topgun.core.errors import ProtocolError
@@ -29,8 +32,9 @@ SAMPLES_PATH = (
 
 if not SAMPLES_PATH.is_file():
     pytest.skip(
-        f"reference wire samples not found at {SAMPLES_PATH.resolve()} "
-        "(expected ../shared/reference beside the repository)",
+        f"optional reference wire samples not found at {SAMPLES_PATH.resolve()} "
+        "(../shared/reference beside the clone); the project's own fixtures "
+        "(test_wire_fixtures.py) cover the codec",
         allow_module_level=True,
     )
 
@@ -65,10 +69,6 @@ def raw_frame(sample: dict[str, Any]) -> bytes | str:
     if "raw_hex" in sample:
         assert bytes.fromhex(sample["raw_hex"]) == raw, "raw_hex and raw_b64 disagree"
     return raw
-
-
-def message_type(item: m.Message) -> str:
-    return item.msg_type if isinstance(item, m.Unsupported) else item.TYPE
 
 
 def expected_types(sample: dict[str, Any]) -> list[str]:
@@ -151,34 +151,6 @@ def normalise_reference(obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]
     return adjusted, applied
 
 
-def normalise_ours(obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Our one documented addition: QUERY_UPDATE carries the change type under both
-    ``type`` (snapshot client) and ``changeType`` (later clients)."""
-    applied: list[str] = []
-    if obj.get("type") == "QUERY_UPDATE":
-        payload = obj["payload"]
-        assert payload["changeType"] == payload["type"]
-        del payload["changeType"]
-        applied.append("ours:changeType")
-    return obj, applied
-
-
-def strict_equal(ours: Any, theirs: Any, path: str = "$") -> None:
-    """Equality that also tells int from float (1 == 1.0 would hide a wire-type change)."""
-    if isinstance(theirs, dict):
-        assert isinstance(ours, dict), f"{path}: {ours!r} is not a map"
-        assert set(ours) == set(theirs), f"{path}: keys {sorted(ours)} != {sorted(theirs)}"
-        for key in theirs:
-            strict_equal(ours[key], theirs[key], f"{path}.{key}")
-    elif isinstance(theirs, list):
-        assert isinstance(ours, list) and len(ours) == len(theirs), f"{path}: {ours!r}"
-        for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
-            strict_equal(a, b, f"{path}[{i}]")
-    else:
-        assert type(ours) is type(theirs), f"{path}: {type(ours)} != {type(theirs)}"
-        assert ours == theirs, f"{path}: {ours!r} != {theirs!r}"
-
-
 # --- tests ----------------------------------------------------------------------------------
 
 
@@ -245,7 +217,7 @@ def test_reencoding_matches_reference(sample: dict[str, Any]) -> None:
     assert isinstance(msg, m.Message) and not isinstance(msg, m.Unsupported)
     ours = encode(msg)
     assert decode_frame(ours) == [msg]
-    ours_view, ours_diffs = normalise_ours(msgpack.unpackb(ours, raw=False))
+    ours_view, ours_diffs = normalise_ours(msgpack.unpackb(ours, raw=False), keep="type")
     theirs, their_diffs = normalise_reference(reference_view(sample))
     strict_equal(ours_view, theirs)
     # the only differences used are the documented ones for this message type
