@@ -8,7 +8,9 @@ whose name carries the verdict, and the verdict table, the traceability table,
 ``environment.properties`` and ``categories.json`` are added. The results directories
 themselves are left as they are.
 Allure's ``generate`` neither empties its output folder nor stops adding to its history, so
-the folder is emptied first; the analytics script tag it embeds is removed afterwards.
+the folder is emptied first; the analytics script tag it embeds is removed afterwards, and
+the table of criteria by implementation is put above Allure's page, so that it is the
+first thing a reader of ``index.html`` sees.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from topgun.reporting import overview, traceability
+from topgun.reporting import expectations, overview, traceability
 from topgun.reporting.results import read_results
+from topgun.reporting.verdicts import CriterionVerdict, implementations_of
 
 CONFIG = Path(__file__).resolve().parents[2] / "allurerc.json"
-"""Report settings: one file, grouped by criterion (:data:`overview.TREE_LABELS`)."""
+"""Report settings (name, language, sort order); the grouping by criterion
+(:data:`overview.TREE_LABELS`) and the single-file form are set here."""
 
 CATEGORIES = [
     {
@@ -58,11 +62,11 @@ pinned to what the tags look like (an https source; an inline script without ``<
 
 def write_metadata(staging: Path, nodes: int) -> None:
     """The environment and the failure categories of the report."""
-    modes = sorted({r.cluster for r in read_results(staging) if r.cluster})
+    results = read_results(staging)
     props = {
         "Python": platform.python_version(),
         "Platform": platform.platform(terse=True),
-        "Cluster.mode": ", ".join(modes) or "embedded",
+        "Implementations": ", ".join(implementations_of(results)) or "none",
         "Cluster.nodes": str(nodes),
         "Partitions": "271",
     }
@@ -71,23 +75,39 @@ def write_metadata(staging: Path, nodes: int) -> None:
     (staging / "categories.json").write_text(json.dumps(CATEGORIES, indent=2), "utf-8")
 
 
-def stage(results: Sequence[Path], staging: Path, nodes: int) -> str:
-    """Copy the results into ``staging``, add the overview; return the report's subtitle."""
+def stage(results: Sequence[Path], staging: Path, nodes: int) -> list[CriterionVerdict]:
+    """Copy the results into ``staging``, add the overview; return the verdicts."""
     for results_dir in results:
         for entry in results_dir.iterdir():
             if entry.is_file() and entry.name not in ("environment.properties", "categories.json"):
                 shutil.copy2(entry, staging / entry.name)
     write_metadata(staging, nodes)
     verdicts = overview.label_tree(staging)
-    table, _ = traceability.render(read_results(staging))
     overview.add_global_attachments(
         staging,
         [
             ("Acceptance criteria: verdicts", "text/html", overview.verdict_page(verdicts)),
-            ("Traceability table (traceability.md)", "text/markdown", table),
+            (
+                "Traceability table (traceability.md)",
+                "text/markdown",
+                traceability.render(read_results(staging)),
+            ),
         ],
     )
-    return overview.summary_line(verdicts)
+    return verdicts
+
+
+def put_first(
+    report_dir: Path, verdicts: Sequence[CriterionVerdict], notes: Sequence[str] = ()
+) -> None:
+    """Put the table of verdicts at the top of the report's page, above Allure's app."""
+    page = report_dir / "index.html"
+    text = page.read_text(encoding="utf-8")
+    body = re.search(r"<body[^>]*>", text)
+    if body is None:
+        raise SystemExit(f"{page} has no <body>")
+    first = overview.section(verdicts, notes)
+    page.write_text(text[: body.end()] + first + text[body.end() :], encoding="utf-8")
 
 
 def strip_analytics(report_dir: Path) -> int:
@@ -102,27 +122,36 @@ def strip_analytics(report_dir: Path) -> int:
 
 
 def generate(
-    results: Sequence[Path], output: Path, *, nodes: int, name: str, multi_file: bool = False
+    results: Sequence[Path],
+    output: Path,
+    *,
+    nodes: int,
+    name: str,
+    multi_file: bool = False,
+    notes: Sequence[str] = (),
 ) -> None:
     """Build the report; ``multi_file`` writes Allure's folder of data files instead of one
-    page (for hosting on a web server: that form does not open from disk)."""
+    page (for hosting on a web server: that form does not open from disk). ``notes`` go on
+    the first page under the count per implementation."""
     if output.exists():
         shutil.rmtree(output)
     with tempfile.TemporaryDirectory(prefix="topgun-allure-") as tmp:
         staging = Path(tmp)
-        subtitle = stage(results, staging, nodes)
-        config = CONFIG
-        if multi_file:
-            settings = json.loads(CONFIG.read_text(encoding="utf-8"))
-            settings["plugins"]["awesome"]["options"]["singleFile"] = False
-            config = staging / "allurerc.json"
-            config.write_text(json.dumps(settings), encoding="utf-8")
+        verdicts = stage(results, staging, nodes)
+        settings = json.loads(CONFIG.read_text(encoding="utf-8"))
+        options = settings["plugins"]["awesome"]["options"]
+        options["groupBy"] = list(overview.TREE_LABELS)
+        options["singleFile"] = not multi_file
+        config = staging / "allurerc.json"
+        config.write_text(json.dumps(settings), encoding="utf-8")
+        title = f"{name}: {overview.summary_line(verdicts)}"
         command = ["npx", "--no-install", "allure", "generate", str(staging)]
-        command += ["--config", str(config), "-o", str(output), "--name", f"{name}: {subtitle}"]
+        command += ["--config", str(config), "-o", str(output), "--name", title]
         subprocess.run(command, check=True, timeout=600, stdout=subprocess.DEVNULL)
     strip_analytics(output)
     if not (output / "index.html").is_file():
         raise SystemExit(f"allure generate wrote no {output / 'index.html'}")
+    put_first(output, verdicts, notes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,13 +163,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--multi-file", action="store_true", help="a folder of files to serve over HTTP"
     )
+    parser.add_argument(
+        "--expectation",
+        action="append",
+        type=Path,
+        default=[],
+        help="an expectation file: the first page says how its implementation compares",
+    )
     args = parser.parse_args(argv)
     missing = [d for d in args.results if not d.is_dir()]
     if missing:
         print(f"no results directory: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
+    read = [r for d in args.results for r in read_results(d)]
+    try:
+        notes = [expectations.check(path, read).summary() for path in args.expectation]
+    except (OSError, ValueError) as exc:
+        print(f"cannot read the expectation file: {exc}", file=sys.stderr)
+        return 2
     generate(
-        args.results, args.output, nodes=args.nodes, name=args.name, multi_file=args.multi_file
+        args.results,
+        args.output,
+        nodes=args.nodes,
+        name=args.name,
+        multi_file=args.multi_file,
+        notes=notes,
     )
     print(f"report: {args.output / 'index.html'}")
     return 0

@@ -9,19 +9,9 @@ from pathlib import Path
 from topgun.reporting import junit_summary, overview, traceability
 from topgun.reporting.html import _ANALYTICS
 from topgun.reporting.results import mark_cluster_mode, read_results
-from topgun.reporting.verdicts import MET, NOT_MET, NOT_RUN, PARTLY, judge
+from topgun.reporting.verdicts import CRITERIA, MET, NOT_MET, NOT_RUN, PARTLY, judge
 
-
-def _result(directory: Path, name: str, status: str, *tags: str, **extra: object) -> None:
-    labels = [{"name": "tag", "value": t} for t in tags]
-    labels.append({"name": "feature", "value": "F"})
-    body = {"uuid": name, "name": name, "status": status, "labels": labels, "historyId": name}
-    body.update(extra)
-    (directory / f"{name}-result.json").write_text(json.dumps(body), encoding="utf-8")
-
-
-def _verdicts(directory: Path) -> dict[str, str]:
-    return {v.criterion: v.verdict for v in judge(read_results(directory))}
+from .synthetic import write_result as _result
 
 
 def test_every_criterion_met_exits_zero(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -32,17 +22,22 @@ def test_every_criterion_met_exits_zero(tmp_path: Path, capsys) -> None:  # type
     assert out.read_text(encoding="utf-8").count("**MET**") == 7
     printed = capsys.readouterr().out.splitlines()
     assert len([line for line in printed if line.startswith("AC-")]) == 7  # one line each
+    assert printed[-1] == (
+        "7 criteria met, 0 not met, 0 not judged (implementations: topgun (embedded))"
+    )
 
 
-def test_uncovered_or_failing_criterion_exits_nonzero(tmp_path: Path) -> None:
+def test_uncovered_or_failing_criterion_exits_nonzero(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     for i in range(1, 7):
         _result(tmp_path, f"s{i}", "passed", f"AC-{i}")
     _result(tmp_path, "s4b", "failed", "AC-4")
     out = tmp_path / "t.md"
     assert traceability.main([str(tmp_path), "-o", str(out)]) == 1
     text = out.read_text(encoding="utf-8")
-    assert "| AC-7 |" in text and "**NOT RUN**" in text
-    assert "**NOT MET**" in text  # AC-4: one of its scenarios failed
+    assert f"| AC-7 | {CRITERIA['AC-7']} | — |" in text  # no run held any of its scenarios
+    assert "**NOT MET** — 1 of 2 failed" in text  # AC-4: one of its scenarios failed
+    closing = capsys.readouterr().out.splitlines()[-1]
+    assert closing.startswith("5 criteria met, 1 not met, 1 not judged")
 
 
 def test_verdict_per_mode_and_skips_with_their_reason(tmp_path: Path) -> None:
@@ -58,16 +53,17 @@ def test_verdict_per_mode_and_skips_with_their_reason(tmp_path: Path) -> None:
     mark_cluster_mode(a, "embedded")
     mark_cluster_mode(b, "external", {"kill": "needs node control"})
     results = read_results(a) + read_results(b)
-    verdicts = {v.criterion: v for v in judge(results)}
+    verdicts = {v.name: v for v in judge(results)}
     assert verdicts["AC-2"].verdict == MET
-    assert [m.verdict for m in verdicts["AC-4"].modes] == [MET, NOT_RUN]
+    assert [c.verdict for c in verdicts["AC-4"].cells] == [MET, NOT_RUN]
     assert verdicts["AC-4"].verdict == PARTLY
-    assert verdicts["AC-7"].modes[1].verdict == PARTLY
+    assert verdicts["AC-7"].cells[1].verdict == PARTLY
     assert verdicts["AC-1"].verdict == NOT_RUN
     skipped = next(r for r in results if r.status == "skipped" and r.name == "kill")
     assert skipped.reason == "needs node control"
-    table, all_met = traceability.render(results)
-    assert not all_met and "external: skipped (needs node control)" in table
+    table = traceability.render(results)
+    assert "external cluster: skipped (needs node control)" in table
+    assert "**NOT RUN** — skipped: needs node control" in table
 
 
 def test_a_run_without_a_criterions_scenarios_does_not_judge_it(tmp_path: Path) -> None:
@@ -81,8 +77,8 @@ def test_a_run_without_a_criterions_scenarios_does_not_judge_it(tmp_path: Path) 
     mark_cluster_mode(a, "embedded")
     mark_cluster_mode(hosts, "hosts")
     results = read_results(a) + read_results(hosts)
-    ac2 = next(v for v in judge(results) if v.criterion == "AC-2")
-    assert ac2.verdict == MET and [m.mode for m in ac2.modes] == ["embedded"]
+    ac2 = next(v for v in judge(results) if v.name == "AC-2")
+    assert ac2.verdict == MET and [c.implementation for c in ac2.cells] == ["topgun (embedded)"]
     overview.label_tree(hosts)
     [soak] = [json.loads(p.read_text()) for p in hosts.glob("*-result.json")]
     assert [lb["value"] for lb in soak["labels"] if lb["name"] in overview.TREE_LABELS] == [
@@ -105,6 +101,8 @@ def test_marking_a_run_keeps_two_modes_apart_and_is_idempotent(tmp_path: Path) -
     assert data[0]["parameters"][0] == {"name": "key", "value": '""'}
     modes = {r.cluster: (r.name, r.status) for d in (a, b) for r in read_results(d)}
     assert modes == {"embedded": ("same", "passed"), "processes": ("same", "failed")}
+    names = [r.implementation for d in (a, b) for r in read_results(d)]
+    assert names == ["topgun (embedded)", "topgun (processes)"]
 
 
 def test_tree_places_each_scenario_once_under_its_criterion(tmp_path: Path) -> None:
@@ -119,10 +117,10 @@ def test_tree_places_each_scenario_once_under_its_criterion(tmp_path: Path) -> N
         ]
         for p in tmp_path.glob("*-result.json")
     }
-    assert groups["e2e"][0].startswith("AC-1 · MET in embedded · inside: AC-3 met")
-    assert groups["e2e"][1].startswith("AC-3 · MET in embedded · ")
-    assert groups["single"] == [f"AC-6 · NOT MET in embedded · {verdicts[5].text}"]
-    assert {v.criterion: v.verdict for v in verdicts}["AC-6"] == NOT_MET
+    assert groups["e2e"][0].startswith("AC-1 · MET in topgun (embedded) · inside: AC-3 met")
+    assert groups["e2e"][1].startswith("AC-3 · MET in topgun (embedded) · ")
+    assert groups["single"] == [f"AC-6 · NOT MET in topgun (embedded) · {verdicts[5].text}"]
+    assert {v.name: v.verdict for v in verdicts}["AC-6"] == NOT_MET
     page = overview.verdict_page(verdicts)
     assert page.count("<tr><th>AC-") == 7
 
