@@ -2,11 +2,17 @@
 scenario, and the cluster mode written into the run's Allure results.
 
 Options (``behave -D name=value``):
-  cluster=embedded|processes|external|hosts   in-process nodes (default), ``topgun node``
-                               OS processes, a cluster the suite did not start (``seeds=``),
-                               or OS processes each on a network host of its own (root)
+  cluster=embedded|processes|external|hosts|topgun-rust
+                               in-process nodes (default), ``topgun node`` OS processes, a
+                               cluster the suite did not start (``seeds=``), OS processes each
+                               on a network host of its own (root), or TopGun's Rust server
+                               2.2.0 (from npm, started by the suite)
   seeds=ws://h1:p1,ws://h2:p2  the external cluster's client URLs (secrets from the
                                environment: TOPGUN_JWT_SECRET)
+  token=…                      external: a token issued for the suite, used as it is
+  roles=ADMIN,…                external: the roles of the tokens the suite signs itself
+  form_timeout=N               external: seconds to wait for the cluster to settle (30)
+  implementation=NAME          external: what the report calls the cluster judged
   stop_cmd= kill_cmd= start_cmd=   shell templates with {node_id} (and {client_url}) that
                                act on an external node; without them, scenarios that need
                                it are skipped and say so
@@ -38,6 +44,11 @@ from topgun.harness.external import CannotRunHere, NodeCommands
 from topgun.harness.world import ExternalOptions, World, skip_reason
 from topgun.reporting.results import mark_cluster_mode
 
+_CONTROLLER_EVIDENCE = {
+    "inspector_choice": "why that inspection method (the better ones the cluster lacks)",
+    "settle_waits": "waits for the cluster to settle before judging",
+    "peer_faults": "faults of the peer worked around by the harness (never a re-run)",
+}
 _STATED_LIMIT = re.compile(r"within (\d+(?:\.\d+)?) seconds(?! \()")
 
 
@@ -51,11 +62,22 @@ def before_all(context):
         kill=userdata.get("kill_cmd", ""),
         start=userdata.get("start_cmd", ""),
     )
-    context.external = ExternalOptions(seeds, commands)
-    if context.cluster_mode == "external" and not (seeds and os.environ.get("TOPGUN_JWT_SECRET")):
+    token = userdata.get("token", "")
+    context.external = ExternalOptions(
+        seeds,
+        commands,
+        token=token,
+        roles=tuple(r.strip() for r in userdata.get("roles", "").split(",") if r.strip()),
+        form_timeout=float(userdata.get("form_timeout", "30")),
+    )
+    context.implementation = userdata.get("implementation") or None
+    if context.cluster_mode == "external" and not (
+        seeds and (token or os.environ.get("TOPGUN_JWT_SECRET"))
+    ):
         raise ValueError(
-            "cluster=external needs -D seeds=ws://host:port,... and TOPGUN_JWT_SECRET "
-            "(the secret the cluster's client tokens are signed with) in the environment"
+            "cluster=external needs -D seeds=ws://host:port,... and either -D token=… (a token "
+            "issued for the suite) or TOPGUN_JWT_SECRET (the secret the cluster's client "
+            "tokens are signed with) in the environment"
         )
     context.config.show_skipped = True  # a skipped scenario stays in the report, with why
     context.skip_reasons = {}
@@ -72,7 +94,12 @@ def after_all(context):
         return
     context.loop.close()
     for results in context.results_dirs:
-        mark_cluster_mode(results, context.cluster_mode, context.skip_reasons)
+        mark_cluster_mode(
+            results,
+            context.cluster_mode,
+            context.skip_reasons,
+            implementation=context.implementation,
+        )
 
 
 def before_scenario(context, scenario):
@@ -93,7 +120,13 @@ def before_scenario(context, scenario):
 
 
 def after_step(context, step):
-    """A step that this cluster cannot run or check skips the scenario, with the reason."""
+    """A step that this cluster cannot run or check skips the scenario, with the reason; a
+    step that ran out of time says which step and what it waited for."""
+    if isinstance(step.exception, TimeoutError):
+        said = str(step.exception) or "no answer within its time limit"
+        words = f"timed out in '{step.keyword} {step.name}': {said}"
+        step.exception = TimeoutError(words)
+        step.error_message = f"{words}\n{step.error_message or ''}"
     if isinstance(step.exception, CannotRunHere):
         _skip(context, context.scenario, str(step.exception))
         step.status = Status.skipped
@@ -159,6 +192,12 @@ def _attach_evidence(world, *, failed):
 def _what_was_seen(world):
     seen = {"cluster mode": world.mode if world.clusters else "none: no node takes part"}
     for cluster in world.clusters:
+        seen["how the suite inspected the cluster"] = _or_unknown(
+            lambda c=cluster: c.inspector.name
+        )
+        for name, words in _CONTROLLER_EVIDENCE.items():
+            if getattr(cluster, name, None):
+                seen[words] = getattr(cluster, name)
         seen["nodes"] = {
             n: {
                 "running": n in cluster.live_nodes(),

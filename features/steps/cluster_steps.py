@@ -9,6 +9,7 @@ from hamcrest import assert_that, equal_to, is_not
 
 from topgun.core.hashing import partition_id
 from topgun.harness import eventually
+from topgun.harness.readers import NodeReaders, missing
 
 
 @given("a running cluster of {count:d} nodes")
@@ -29,7 +30,7 @@ def start_single_node(context):
 @given('the owner of "{key}" has been shut down')
 def owner_has_been_shut_down(context, key):
     world = context.world
-    world.notes["former_owner"] = owner = world.cluster.owner_of(key)
+    world.notes["former_owner"] = owner = world.owner_of(key)
     world.notes["partition"] = partition_id(key)
     world.shutdown(owner)
 
@@ -60,8 +61,9 @@ def third_node_joins(context):
 
 
 def _holder(context, role, key):
+    """The node that holds ``key`` in ``role``, by the map the scenario routes by."""
     world = context.world
-    table = world.cluster.any_table()
+    table = world.routing_table()
     pid = partition_id(key)
     if role.endswith("owner"):
         node = table.owner(pid)
@@ -81,7 +83,8 @@ def _assert_holds(context, node, map_name, key, value):
     assert_that(
         record.get("value"),
         equal_to(value),
-        f"{node} ({held.get('role')} of partition {held.get('partitionId')}) holds {record}",
+        f"{node} ({held.get('role')} of partition {held.get('partitionId')}, read through "
+        f"{held.get('method', 'an unnamed method')}) holds {record or 'nothing'}",
     )
     return held
 
@@ -128,5 +131,43 @@ def single_node_holds(context, value, key, map_name):
 @then('the owner of that key holds {value:Json} in map "{map_name}"')
 def owner_of_that_key_holds(context, value, map_name):
     key = context.world.last_write.key
-    _assert_holds(context, context.world.cluster.owner_of(key), map_name, key, value)
+    _assert_holds(context, context.world.owner_of(key), map_name, key, value)
     _attach_holdings(context, map_name, key)
+
+
+@when('the owner of "{key}" is killed')
+def owner_killed(context, key):
+    world = context.world
+    world.notes["former_owner"] = owner = world.owner_of(key)
+    world.notes["partition"] = partition_id(key)
+    world.kill(owner)
+
+
+@then(
+    "a new single-server client on each running node reads {value:Json} "
+    'under "{key}" in map "{map_name}" within {secs:Limit}'
+)
+def each_node_reads(context, value, key, map_name, secs):
+    world = context.world
+    cluster = world.cluster
+    urls = {n: cluster.client_url(n) for n in cluster.live_nodes()}
+    readers = NodeReaders(world.loop, urls, cluster.token("reader"))
+    seen = []
+
+    def every_node_gives_it():
+        seen[:] = readers.read(map_name, key, world.limit(secs))
+        wrong = missing(seen, value)
+        if len(wrong) == len(seen):
+            verdict = f"lost: no running node gives the acknowledged {json.dumps(value)}"
+        else:
+            verdict = f"not read through {len(wrong)} of {len(seen)} running nodes"
+        assert_that(wrong, equal_to([]), f"{verdict}: " + "; ".join(r.words() for r in seen))
+
+    try:
+        eventually(every_node_gives_it, world.limit(secs), f"{key!r} read through every node")
+    finally:
+        readers.close()
+        world.record(
+            f"read {map_name}/{key} through a new client on each running node",
+            **{r.node_id: r.words().split(": ", 1)[1] for r in seen},
+        )

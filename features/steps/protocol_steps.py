@@ -55,7 +55,7 @@ def wire_watcher(context, key, map_name):
 
 
 @then(
-    'the watcher is told within {secs:g} seconds that "{key}" in map "{map_name}" '
+    'the watcher is told within {secs:Limit} that "{key}" in map "{map_name}" '
     "was set to {value:Json}"
 )
 def watcher_told(context, secs, key, map_name, value):
@@ -99,8 +99,7 @@ def client_back_online(context, name):
 
 
 @then(
-    '"{name}" holds the {count:d} remaining users of map "{map_name}" locally '
-    "within {secs:g} seconds"
+    '"{name}" holds the {count:d} remaining users of map "{map_name}" locally within {secs:Limit}'
 )
 def client_holds_remaining(context, name, count, map_name, secs):
     driver = context.world.notes[f"client:{name}"]
@@ -132,7 +131,7 @@ def writer_writes(context, value, key, map_name):
 
 @when(
     'the writer writes {value:Json} to "{key}" in map "{map_name}" and it is acknowledged '
-    "within {secs:g} seconds"
+    "within {secs:Limit}"
 )
 def writer_writes_within(context, value, key, map_name, secs):
     writer = _writer(context)
@@ -149,7 +148,7 @@ def kill_subscription_node(context, name):
     world.cluster.kill(node)
 
 
-@then('the subscription of "{name}" holds exactly {keys:Json} within {secs:g} seconds')
+@then('the subscription of "{name}" holds exactly {keys:Json} within {secs:Limit}')
 def subscription_holds(context, name, keys, secs):
     driver = context.world.notes[f"client:{name}"]
     sub = context.world.notes[f"sub:{name}"]
@@ -160,9 +159,7 @@ def subscription_holds(context, name, keys, secs):
     eventually(holds, context.world.limit(secs), "the live results")
 
 
-@then(
-    '"{name}" reads {value:Json} under "{key}" in its own map "{map_name}" within {secs:g} seconds'
-)
+@then('"{name}" reads {value:Json} under "{key}" in its own map "{map_name}" within {secs:Limit}')
 def client_reads_own_map(context, name, value, key, map_name, secs):
     driver = context.world.notes[f"client:{name}"]
 

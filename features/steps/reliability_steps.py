@@ -57,7 +57,7 @@ def writers_running_one_pinned(context, writers, times, seconds, key):
 
 @when(
     "for {seconds:g} seconds, one node after the other is killed and, {down:g} seconds later, "
-    "restarted at the same address, and the cluster re-forms within {formed:g} seconds each time"
+    "restarted at the same address, and the cluster re-forms within {formed:Limit} each time"
 )
 def kill_restart_loop(context, seconds, down, formed):
     nemesis = _trial(context).nemesis
@@ -66,7 +66,7 @@ def kill_restart_loop(context, seconds, down, formed):
 
 @when(
     "for {seconds:g} seconds, one node after the other is paused for {paused:g} seconds "
-    "and resumed, and the cluster re-forms within {formed:g} seconds each time"
+    "and resumed, and the cluster re-forms within {formed:Limit} each time"
 )
 def pause_loop(context, seconds, paused, formed):
     nemesis = _trial(context).nemesis
@@ -161,9 +161,7 @@ def slow_link(context, seconds, node, loss, kbit):
     trial.run_for(world.soak(seconds), nobody_declared_dead)
 
 
-@when(
-    "every fault is healed and the cluster of {count:d} nodes re-forms within {seconds:g} seconds"
-)
+@when("every fault is healed and the cluster of {count:d} nodes re-forms within {seconds:Limit}")
 def heal(context, count, seconds):
     world = context.world
     _trial(context).nemesis.heal()
@@ -172,7 +170,7 @@ def heal(context, count, seconds):
 
 
 @then(
-    "reading every key back within {seconds:g} seconds finds no acknowledged write lost "
+    "reading every key back within {seconds:Limit} finds no acknowledged write lost "
     "and nothing that was not written"
 )
 def set_check(context, seconds):
@@ -205,7 +203,7 @@ def minority_applied_nothing(context):
 
 @then(
     "the owner and the backup of each of {count:d} written keys, spread over the run, "
-    "hold its newest value within {seconds:g} seconds"
+    "hold its newest value within {seconds:Limit}"
 )
 def replicas_caught_up(context, count, seconds):
     trial = _trial(context)

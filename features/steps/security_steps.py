@@ -39,7 +39,7 @@ def single_node_without_policy(context):
     context.world.start_cluster(1, policy_file=path)
 
 
-@given("a running single node whose connections must sign in within {secs:g} seconds")
+@given("a running single node whose connections must sign in within {secs:Limit}")
 def single_node_with_auth_timeout(context, secs):
     context.world.start_cluster(1, auth_timeout_s=context.world.limit(secs))
 
@@ -132,7 +132,7 @@ def pinging_stranger(context):
     )
 
 
-@then("that connection is closed with code {code:d} within {secs:g} seconds")
+@then("that connection is closed with code {code:d} within {secs:Limit}")
 def stranger_closed(context, code, secs):
     after, closed = context.world.notes["stranger"]
     allure.attach(f"closed after {after:.2f} s with {closed}", name="the stranger's fate",

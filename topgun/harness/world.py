@@ -27,23 +27,50 @@ from topgun.harness.cluster import (
     ProcessCluster,
 )
 from topgun.harness.evidence import Timeline
-from topgun.harness.external import ExternalCluster, NodeCommands
+from topgun.harness.external import CannotRunHere, ExternalCluster, NodeCommands
 from topgun.harness.hosts import HostCluster
 from topgun.harness.loop import LoopThread
 from topgun.harness.netns import unavailable_reason
+from topgun.harness.rust import RustCluster
 from topgun.harness.wire import WireDriver
 
 log = logging.getLogger(__name__)
 
-MODES = ("embedded", "processes", "external", "hosts")
+MODES = ("embedded", "processes", "external", "hosts", "topgun-rust")
+STARTS_ITS_OWN_NODES = ("embedded", "processes", "hosts")
+"""Modes whose nodes are ``topgun node``s the suite starts with whatever options a scenario
+names; in the others the nodes run as their own implementation or operator started them."""
 
 
 @dataclass(frozen=True)
 class ExternalOptions:
-    """Where the external cluster is and how to act on its nodes (``-D`` options)."""
+    """Where the external cluster is, how to act on its nodes, and who the suite signs in as
+    (``-D`` options)."""
 
     seeds: tuple[str, ...] = ()
     commands: NodeCommands = field(default_factory=NodeCommands)
+    token: str = ""
+    """A token the operator issued for the suite (``-D token=``), used as it is."""
+    roles: tuple[str, ...] = ()
+    """The roles of the tokens the suite signs itself (``-D roles=``), when no token is given."""
+    form_timeout: float = 30.0
+    """How long the suite waits for the cluster to settle before judging (``-D form_timeout=``)."""
+
+
+def require_plain_nodes(mode: str, node_options: dict[str, Any], policy_file: Path | None) -> None:
+    """A scenario about nodes started with options is not run against nodes the suite
+    cannot start that way, rather than run against nodes without them."""
+    if policy_file is not None:
+        raise CannotRunHere(
+            f"not run here: needs a node started with a policy file of its own "
+            f"({policy_file.name}); the {mode} cluster runs with the policies it was started with"
+        )
+    if node_options:
+        options = ", ".join(f"{k}={v}" for k, v in sorted(node_options.items()))
+        raise CannotRunHere(
+            f"not run here: needs nodes started with {options}; "
+            f"the {mode} cluster runs as it was started"
+        )
 
 
 def skip_reason(mode: str, tags: set[str]) -> str | None:
@@ -133,16 +160,29 @@ class World:
     def _controller(
         self, node_options: dict[str, Any], policy_file: Path | None
     ) -> ClusterController:
+        if self.mode not in STARTS_ITS_OWN_NODES:
+            require_plain_nodes(self.mode, node_options, policy_file)
+        if self.mode == "topgun-rust":
+            return RustCluster(ClusterSettings())
         if self.mode == "external":
+            options = self.external
             settings = ClusterSettings(
                 jwt_secret=os.environ.get("TOPGUN_JWT_SECRET", ""),
                 cluster_secret=os.environ.get("TOPGUN_CLUSTER_SECRET", ""),
             )
-            if not settings.jwt_secret:
-                raise AssertionError("cluster=external needs TOPGUN_JWT_SECRET in the environment")
-            external = ExternalCluster(list(self.external.seeds), settings, self.external.commands)
-            external.require_default_options(node_options)
-            return external
+            if not (settings.jwt_secret or options.token):
+                raise AssertionError(
+                    "cluster=external needs -D token=… or TOPGUN_JWT_SECRET in the environment"
+                )
+            return ExternalCluster(
+                list(options.seeds),
+                settings,
+                options.commands,
+                token=options.token or None,
+                roles=options.roles,
+                form_timeout=options.form_timeout,
+                loop=self.loop,
+            )
         settings = ClusterSettings(node_options=node_options)
         if policy_file is not None:
             settings.policy_file = policy_file
@@ -151,6 +191,15 @@ class World:
         if self.mode == "hosts":
             return HostCluster(settings)
         return ProcessCluster(settings)
+
+    def routing_table(self) -> PartitionTable:
+        """The partition map owners and backups are judged by: the one the scenario's client
+        routes by (what a TopGun client sees), else the one the cluster serves."""
+        table = self.client.table() if self.clients else None
+        return table if table is not None else self.cluster.any_table()
+
+    def owner_of(self, key: str) -> str:
+        return self.routing_table().owner_of_key(key)
 
     def keep_table(self, caption: str, table: PartitionTable | None) -> None:
         if table is not None and all(t.version != table.version for _, t in self.tables):
