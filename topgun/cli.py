@@ -17,6 +17,7 @@ from topgun.server.auth import make_token, short_secret_warning
 from topgun.server.config import DEV_SECRET, NodeConfig
 from topgun.server.logutil import quiet_third_party
 from topgun.server.policy_file import load_policy_file
+from topgun.server.storage import StorageError
 
 NODE_GC_THRESHOLDS = (10_000, 20, 20)
 """The cyclic collector's thresholds in a node process. A node under write load holds some
@@ -63,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     node.add_argument("--forward-writes", action=argparse.BooleanOptionalAction, default=True,
                       help="forward writes for partitions owned elsewhere (default), "
                       "or refuse them with NOT_OWNER")  # fmt: skip
+    node.add_argument("--data-dir", default=None, metavar="DIR",
+                      help="keep every held copy on disk under DIR/<node-id> and load it on "
+                      "start (several nodes may share DIR); without it the node keeps its "
+                      "copies in memory and refuses PERSISTED writes")  # fmt: skip
     node.add_argument("--log-level", default="INFO")
 
     from topgun.bench.run import add_arguments as bench_arguments
@@ -116,6 +121,7 @@ def _config(args: argparse.Namespace) -> NodeConfig:
         dev=args.dev,
         forward_writes=args.forward_writes,
         require_token_exp=args.require_token_exp,
+        data_dir=args.data_dir,
     )
     if args.policies is not None:
         cfg.policies = load_policy_file(args.policies)
@@ -138,8 +144,12 @@ async def _run_node(cfg: NodeConfig) -> int:
     from topgun.server import ServerNode
 
     gc.set_threshold(*NODE_GC_THRESHOLDS)
-    node = ServerNode(cfg)
-    await node.start()
+    try:
+        node = ServerNode(cfg)
+        await node.start()
+    except StorageError as exc:
+        print(f"topgun node: data dir: {exc}", file=sys.stderr)
+        return 2
     gc.freeze()  # what start-up made (modules, config) is never walked again
     ready = {
         "nodeId": node.node_id,

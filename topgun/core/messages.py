@@ -241,8 +241,8 @@ OP_FIELDS: dict[str, FieldRule] = {
     "record": FieldRule("record", note="LWW ops (PUT, REMOVE, or no opType)"),
     "orRecord": FieldRule("or_record", note="OR_ADD only (refused later: OR maps unserved)"),
     "orTag": FieldRule("string", limit=MAX_OR_TAG_LENGTH, note="OR_REMOVE only"),
-    "writeConcern": FieldRule("enum", choices=WRITE_CONCERNS, note="checked, not acted on"),
-    "timeout": FieldRule("number", limit=MAX_OP_TIMEOUT_MS, note="ms; checked, not acted on"),
+    "writeConcern": FieldRule("enum", choices=WRITE_CONCERNS, note="wins over the batch's"),
+    "timeout": FieldRule("number", limit=MAX_OP_TIMEOUT_MS, note="ms; wins over the batch's"),
     "timestamp": FieldRule("timestamp", note="TS op-log copy of record.timestamp; not used"),
     "synced": FieldRule("bool", note="TS op-log flag; not used"),
 }
@@ -347,6 +347,10 @@ class ClientOp(msgspec.Struct, frozen=True, gc=False):
     id: str | None = None
     or_record: Any = None
     or_tag: str | None = None
+    write_concern: str | None = None
+    """The op's own write concern (:mod:`topgun.core.concern`), which wins over its batch's."""
+    timeout: float | None = None
+    """ms to wait for ``write_concern``; wins over the batch's."""
 
     @property
     def is_remove(self) -> bool:
@@ -364,6 +368,10 @@ class ClientOp(msgspec.Struct, frozen=True, gc=False):
             wire["orTag"] = self.or_tag
         if self.id is not None:
             wire["id"] = self.id
+        if self.write_concern is not None:
+            wire["writeConcern"] = self.write_concern
+        if self.timeout is not None:
+            wire["timeout"] = self.timeout
         return wire
 
     @classmethod
@@ -386,8 +394,9 @@ class ClientOp(msgspec.Struct, frozen=True, gc=False):
         elif record is not None:
             raise ProtocolError(f"an {op_type} op carries orRecord/orTag, not record")
         return cls(
-            f["mapName"], f["key"], record, op_type, f.get("id"), f.get("orRecord"), f.get("orTag")
-        )
+            f["mapName"], f["key"], record, op_type, f.get("id"), f.get("orRecord"), f.get("orTag"),
+            f.get("writeConcern"), f.get("timeout"),
+        )  # fmt: skip
 
 
 class InvalidOp(msgspec.Struct, frozen=True, gc=False):

@@ -125,3 +125,16 @@ class RecordPacker:
     def node_ids(self) -> int:
         """How many distinct node ids the table holds."""
         return len(self._nodes)
+
+    def nodes_from(self, start: int) -> list[str]:
+        """The node ids interned at index ``start`` and after (a data dir keeps them)."""
+        return self._nodes[start:]
+
+    def adopt(self, nodes: list[str]) -> None:
+        """Take the node-id table of held records loaded from disk (before any pack)."""
+        if self._nodes:
+            raise ValueError("the node-id table is already in use")
+        if len(set(nodes)) != len(nodes) or len(nodes) > _INDEX + 1:
+            raise ValueError("a node-id table holds distinct ids within the index range")
+        self._nodes = list(nodes)
+        self._index = {n: i for i, n in enumerate(nodes)}

@@ -13,6 +13,12 @@ removal) on its map, else it is refused on its own with ``OP_REJECTED`` code 403
 breaks a field rule gets code 400 and ``INVALID_OP: …``. A query needs READ (else
 ``ERROR 403 "Access Denied for map <name>"``), may not refer to fields the reader cannot
 see, and its results and updates show only the allowed fields.
+
+Write concern (:mod:`topgun.core.concern`): ops are executed in groups of the same level and
+timeout (an op's own ``writeConcern``/``timeout`` win over its batch's), and one ``OP_ACK``
+answers the batch once every group is answered. ``FIRE_AND_FORGET`` and ``MEMORY`` ops are
+answered as soon as they passed validation and permissions; they are then executed in the
+background, and what becomes of them is not reported.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from topgun.core.codec import decode_frame, encode
+from topgun.core.concern import PERSISTENCE_UNAVAILABLE, Concern, Level
 from topgun.core.errors import ProtocolError
 from topgun.core.merkle import DEPTH
 from topgun.core.messages import (
@@ -100,9 +107,18 @@ def _sync_unavailable(map_name: str, exc: Exception) -> ErrorMessage:
 
 
 FORBIDDEN = "FORBIDDEN"
-REJECT_CODES = {FORBIDDEN: 403, "INVALID_OP": 400}
+REJECT_CODES = {FORBIDDEN: 403, "INVALID_OP": 400, PERSISTENCE_UNAVAILABLE: 501}
 """Refusals caused by the op itself: each gets its own OP_REJECTED, in a batch too."""
 MAX_QUERY_FIELDS = 1000
+
+
+_DEFAULT = Concern()
+_BACKGROUND = Concern(Level.APPLIED)
+
+
+def _batch_wire(batch: Concern) -> tuple[str | None, float]:
+    """A batch's concern as the fallback of its ops' own."""
+    return (None if batch.level is None else batch.level.name), batch.timeout_ms
 
 
 def _query_fields(query: Query) -> set[str]:
@@ -319,9 +335,12 @@ class ClientSession:
             await self._close(CLOSE_UNAUTHORIZED, "Auth required")
             return False
         if isinstance(item, OpBatch):
-            await self._on_ops(list(item.ops), single=False)
+            batch = _DEFAULT
+            if item.write_concern is not None or item.timeout is not None:
+                batch = Concern.of(None, None, item.write_concern, item.timeout)
+            await self._on_ops(list(item.ops), batch, single=False)
         elif isinstance(item, ClientOpMessage):
-            await self._on_ops([item.op], single=True)
+            await self._on_ops([item.op], _DEFAULT, single=True)
         elif isinstance(item, PartitionMapRequest):
             table = self.node.table
             if table is not None and item.current_version < table.version:
@@ -365,7 +384,9 @@ class ClientSession:
         await self.send(AuthAck())
         return True
 
-    async def _on_ops(self, ops: list[ClientOp | InvalidOp], *, single: bool) -> None:
+    async def _on_ops(
+        self, ops: list[ClientOp | InvalidOp], batch: Concern, *, single: bool
+    ) -> None:
         limit = self.node.config.max_batch_ops
         if len(ops) > limit:
             self.node.metrics.ops_rejected.inc(len(ops))
@@ -393,11 +414,53 @@ class ClientSession:
             self.node.metrics.ops_rejected.inc(refused)
         if allowed:
             origin = Origin(self.node.config.node_id, self.session_id, single)
-            done = await self.node.execute([op for _, op in allowed], origin=origin)
-            for (i, _), o in zip(allowed, done, strict=True):
-                outcomes[i] = o
+            await self._execute(allowed, batch, origin, outcomes)
         final = [o if o is not None else Outcome(False, "INTERNAL") for o in outcomes]
         await self._reply(ops, final, single=single)
+
+    async def _execute(
+        self,
+        allowed: list[tuple[int, ClientOp]],
+        batch: Concern,
+        origin: Origin,
+        outcomes: list[Outcome | None],
+    ) -> None:
+        """Execute the allowed ops, a group per write concern; early levels are answered
+        now and executed in the background (at ``APPLIED``, the least that applies them)."""
+        groups: dict[Concern, list[tuple[int, ClientOp]]]
+        if all(op.write_concern is None and op.timeout is None for _, op in allowed):
+            if not batch.early:  # the common case: one group, awaited without a task
+                await self._group(allowed, batch, origin, outcomes)
+                return
+            groups = {batch: allowed}
+        else:
+            groups = {}
+            for i, op in allowed:
+                own = Concern.of(op.write_concern, op.timeout, *_batch_wire(batch))
+                groups.setdefault(own, []).append((i, op))
+        waits = []
+        for concern, members in groups.items():
+            if concern.early:
+                assert concern.level is not None
+                for i, _ in members:
+                    outcomes[i] = Outcome(True, level=concern.level.name)
+                later = [op for _, op in members]
+                self.node.spawn(self.node.execute(later, origin=origin, concern=_BACKGROUND))
+            else:
+                waits.append(self._group(members, concern, origin, outcomes))
+        if waits:
+            await asyncio.gather(*waits)
+
+    async def _group(
+        self,
+        members: list[tuple[int, ClientOp]],
+        concern: Concern,
+        origin: Origin,
+        outcomes: list[Outcome | None],
+    ) -> None:
+        done = await self.node.execute([op for _, op in members], origin=origin, concern=concern)
+        for (i, _), o in zip(members, done, strict=True):
+            outcomes[i] = o
 
     async def _reply(
         self, ops: list[ClientOp | InvalidOp], outcomes: list[Outcome], *, single: bool
@@ -408,7 +471,7 @@ class ClientSession:
         not_owner = False
         for n, (op, o) in enumerate(zip(ops, outcomes, strict=True)):
             op_id = op.id if op.id is not None else str(n)
-            results.append(OpResult(op_id, o.ok, o.level if o.ok else "APPLIED", o.error))
+            results.append(OpResult(op_id, o.ok, o.level, o.error))
             if o.ok and prefix_ok:
                 if op.id is not None:
                     last_id = op.id

@@ -72,6 +72,10 @@ class NodeConfig:
     max_batch_ops: int = 10_000
     max_drift_ms: int = 60_000
     shutdown_retry_after_ms: int = 5000
+    data_dir: str | None = None
+    """Keep every held copy (owned and backup) on disk under ``DATA_DIR/<node id>`` and load
+    it on start (:mod:`topgun.server.storage`); None: in memory only, and ``PERSISTED``
+    writes are refused."""
     clock_ms: Callable[[], int] = wall_clock_ms
 
     @property

@@ -16,6 +16,7 @@ from topgun.core.hlc import HLC
 from topgun.server.config import NodeConfig
 from topgun.server.logutil import NodeLogger, node_logger
 from topgun.server.metrics import NodeMetrics
+from topgun.server.storage import DurableStore, Engine, GroupCommit
 from topgun.server.store import PartitionStore
 
 SERVING = ("running", "leaving")
@@ -27,8 +28,17 @@ class NodeContext:
         self.node_id = config.node_id
         self.log: NodeLogger = node_logger(config.node_id)
         self.hlc = HLC(config.node_id, config.clock_ms, max_drift_ms=config.max_drift_ms)
-        self.store = PartitionStore()
         self.metrics = NodeMetrics(config.node_id)
+        self.commit: GroupCommit | None = None
+        """The data dir's group commit; None: the node keeps its copies in memory only."""
+        self.store: PartitionStore
+        if config.data_dir is None:
+            self.store = PartitionStore()
+        else:  # opened (locked, checked) now: a data dir it cannot use stops the node here
+            self.commit = GroupCommit(
+                Engine(config.data_dir, config.node_id), self.log, self.metrics
+            )
+            self.store = DurableStore(self.commit)
         self.incarnation = secrets.token_hex(8)
         self.state = "new"  # new → running → leaving → stopped
         self.tasks: set[asyncio.Task[Any]] = set()

@@ -171,9 +171,10 @@ class Healing:
         try:
             flats, hashes, changed = self.replication.merge_records(msg.get("recs"))
             # what we learned must be on our backups before the holder may count it as done
-            ok = await self.replication.pass_on(
+            answer = await self.replication.pass_on(
                 [flats[n] for n in changed], [hashes[n] for n in changed], link.node_id
             )
+            ok = answer is not None
             t, pid = self.partitions.table, msg.get("pid")
             if (
                 msg.get("done") is True and isinstance(pid, int) and t is not None

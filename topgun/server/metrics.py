@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class NodeMetrics:
@@ -82,6 +82,26 @@ class NodeMetrics:
             "Records sent to an owner by anti-entropy (stranded or disagreeing copies)",
             registry=r,
         )
+        self.storage_commits = Counter(
+            "topgun_storage_commits", "Group commits written to the data dir (one fsync each)",
+            registry=r,
+        )  # fmt: skip
+        self.storage_records = Counter(
+            "topgun_storage_records_written", "Records written to the data dir", registry=r
+        )
+        self.storage_pending = Gauge(
+            "topgun_storage_pending_records",
+            "Changed records waiting behind the commit in progress",
+            registry=r,
+        )
+        self.storage_commit_seconds = Histogram(
+            "topgun_storage_commit_seconds", "Time of one group commit, fsync included",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0), registry=r,
+        )  # fmt: skip
+        self.storage_errors = Counter(
+            "topgun_storage_errors", "Failed writes to the data dir (disk full, I/O error)",
+            registry=r,
+        )  # fmt: skip
         self.info = Gauge("topgun_node_info", "Node identity", ["node_id"], registry=r)
         self.info.labels(node_id=node_id).set(1)
 

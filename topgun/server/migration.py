@@ -135,10 +135,15 @@ class Migrations:
             store = self.ctx.store
             self._void.difference_update((p, target) for p in pids)  # read now: current
             parts = [[p, encode_flat(store.partition_flats(p))] for p in pids]
-            await link.request({"t": "MIGRATE", "parts": parts}, self.ctx.config.request_timeout_s)
+            reply = await link.request(
+                {"t": "MIGRATE", "parts": parts}, self.ctx.config.request_timeout_s
+            )
             t = self.partitions.table
             if m.incarnation_of(target) != incarnation or link.closed:
                 return False  # the target died (or restarted) meanwhile: its copy does not count
+            if reply.get("ok") is False:
+                self.ctx.log.warning("migration to %s refused: %s", target, reply)
+                return False  # not whole there (or not on its disk): copied again later
             done = {
                 (p, target)
                 for p in pids
@@ -170,4 +175,8 @@ class Migrations:
                         self.replication.merge_records(part[1])
                     except (ProtocolError, ValueError):
                         ok = False
+        # a copy counts (ready, synced) once it is on our disk, when we keep one: a
+        # partition handed to us is then never served from a copy a crash could take back
+        if self.ctx.commit is not None and not await self.replication.on_disk():
+            ok = False
         await link.reply(msg, {"t": "MIGRATE_ACK", "ok": ok})

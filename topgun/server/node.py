@@ -19,6 +19,9 @@ from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
+from topgun.core.codec import pack, unpack
+from topgun.core.concern import Concern
+from topgun.core.errors import ProtocolError
 from topgun.core.hashing import partition_id
 from topgun.core.messages import ClientOp, Query
 from topgun.core.table import PartitionTable
@@ -31,12 +34,13 @@ from topgun.server.healing import Healing
 from topgun.server.http_routes import HttpRoutes
 from topgun.server.membership import Membership
 from topgun.server.migration import Migrations
-from topgun.server.operations import Operations, Outcome
+from topgun.server.operations import DEFAULT, Operations, Outcome
 from topgun.server.paging import Page
 from topgun.server.partitions import PartitionService
 from topgun.server.peer_link import Member
 from topgun.server.queries import Origin, QueryService
 from topgun.server.replication import Replication
+from topgun.server.storage import StorageError
 from topgun.server.sync import Level, SyncService
 
 __all__ = ["Outcome", "ServerNode"]
@@ -67,6 +71,8 @@ class ServerNode:
         self.sync.table_of = lambda: self.partitions.table
         self.queries.listeners = lambda: self._sessions
         self.partitions.on_table.append(self._push_table)
+        if ctx.commit is not None:
+            self.partitions.on_table.append(self._keep_table)
         self.client_url = ""
         self.cluster_address = ""
         self._sessions: set[ClientSession] = set()
@@ -101,8 +107,12 @@ class ServerNode:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Listen on both ports; joining the cluster proceeds in the background."""
+        """Load the data dir (if any), then listen on both ports; joining the cluster
+        proceeds in the background. Raises :class:`StorageError` for a data dir that
+        cannot be used (the message names the file)."""
         cfg = self.config
+        if self.ctx.commit is not None:
+            await self._load()
         self._cluster_server = await serve(
             self.membership.on_peer_socket, cfg.host, cfg.cluster_port,
             compression=None, ping_interval=None, max_size=self.membership.max_frame_bytes(),
@@ -133,6 +143,40 @@ class ServerNode:
         self.ctx.spawn(self.healing.run(max(0.2, 2 * cfg.heartbeat_interval_s)))
         self.partitions.maybe_plan()
         self.membership.dial_targets()
+
+    async def _load(self) -> None:
+        """Held copies and the last partition table from the data dir, as they were kept.
+
+        The table comes back as this node last applied it; it is served only once a
+        quorum of its nodes is linked (and newer tables from peers replace it), and no copy
+        counts as ready or synced on it: this incarnation's backups are copied to again
+        before the cluster is safe (see :mod:`partitions`)."""
+        commit = self.ctx.commit
+        assert commit is not None
+        try:
+            loaded = await asyncio.get_running_loop().run_in_executor(None, commit.engine.load)
+        except StorageError:
+            await commit.close(flush=False)
+            raise
+        self.store.packer.adopt(loaded.nodes)
+        self.store.install(loaded.rows)
+        commit.set_nodes_written(len(loaded.nodes))
+        if loaded.table is not None:
+            try:
+                self.partitions.restore(unpack(loaded.table))
+            except (ProtocolError, TypeError, ValueError) as exc:
+                await commit.close(flush=False)
+                raise StorageError(f"{commit.engine.file}: bad partition table: {exc}") from None
+        self.log.info(
+            "loaded %d records from %s%s", len(loaded.rows), commit.engine.file,
+            " and the last partition table" if loaded.table is not None else "",
+        )  # fmt: skip
+
+    def _keep_table(self, _table: PartitionTable) -> None:
+        """Every applied table goes into the next group commit, ahead of any ``PERSISTED``
+        ack made under it."""
+        assert self.ctx.commit is not None
+        self.ctx.commit.put_meta(b"table", pack(self.partitions.table_msg()))
 
     async def kill(self) -> None:
         """Abrupt stop: drop every socket at once, no handover, no goodbye."""
@@ -202,6 +246,8 @@ class ServerNode:
                     await asyncio.wait_for(server.wait_closed(), 2.0)
         self.membership.clear()
         self.metrics.connections.set(0)
+        if self.ctx.commit is not None:  # a kill drops what is not committed, as a crash would
+            await self.ctx.commit.close(flush=graceful)
 
     async def _maintenance_loop(self) -> None:
         cfg = self.config
@@ -266,9 +312,16 @@ class ServerNode:
         )
 
     async def execute(
-        self, ops: list[ClientOp], *, forwarded: bool = False, origin: Origin | None = None
+        self,
+        ops: list[ClientOp],
+        *,
+        forwarded: bool = False,
+        origin: Origin | None = None,
+        concern: Concern = DEFAULT,
     ) -> list[Outcome]:
-        return await self.operations.execute(ops, forwarded=forwarded, origin=origin)
+        return await self.operations.execute(
+            ops, forwarded=forwarded, origin=origin, concern=concern
+        )
 
     async def run_page(self, map_name: str, query: Query) -> Page:
         return await self.queries.run_page(map_name, query)

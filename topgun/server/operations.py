@@ -13,6 +13,15 @@ Every refusal means "not applied"; an answer that cannot say is its own code:
 * ``REPLICATION_TIMEOUT``: applied on the owner, but a backup did not confirm in time (or the
   lease lapsed meanwhile): also unknown, also resent.
 * ``NOT_OWNER``: certainly not applied here (the op was never sent to the owner).
+
+Write concern (:mod:`topgun.core.concern`): one call executes ops that ask for the same
+level. ``APPLIED`` is answered once the owner merged the op (its backups still receive it);
+``REPLICATED`` once every backup the table names confirmed; ``PERSISTED`` once the owner's
+group commit and every named backup's (``REPL`` with ``sync``, answered ``disk: true``) are
+fsynced. An owner without a data dir refuses ``PERSISTED`` before applying anything
+(``PERSISTENCE_UNAVAILABLE``). A level not reached within the op's timeout is answered
+``WRITE_CONCERN_UNMET`` with the level that was reached. Without a write concern the
+owner waits for every live backup, as it always did.
 """
 
 from __future__ import annotations
@@ -23,6 +32,15 @@ from typing import Any
 
 import msgspec
 
+from topgun.core.concern import (
+    DURABLE,
+    GONE,
+    PERSISTENCE_UNAVAILABLE,
+    UNMET,
+    Concern,
+    Level,
+    achieved,
+)
 from topgun.core.errors import ClockSkewError, ProtocolError
 from topgun.core.hashing import PARTITION_COUNT, fnv1a_utf16, partition_id
 from topgun.core.hlc import Timestamp
@@ -50,7 +68,8 @@ class Outcome(msgspec.Struct, frozen=True, gc=False):
     ok: bool
     error: str | None = None
     hint: NotOwnerHint | None = None
-    level: str = "APPLIED"
+    level: str = "FIRE_AND_FORGET"
+    """The highest level reached (a refusal reached none beyond the node receiving it)."""
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {"ok": self.ok, "level": self.level}
@@ -70,13 +89,28 @@ class Outcome(msgspec.Struct, frozen=True, gc=False):
             obj["ok"],
             err if isinstance(err, str) else None,
             NotOwnerHint.from_wire(obj.get("hint")),
-            level if isinstance(level, str) else "APPLIED",
+            level if isinstance(level, str) else "FIRE_AND_FORGET",
         )
 
 
-_APPLIED = Outcome(True)
+_APPLIED = Outcome(True, level="APPLIED")
 _REPLICATED = Outcome(True, level="REPLICATED")
-_TIMED_OUT = Outcome(False, REPLICATION_TIMEOUT)
+_TIMED_OUT = Outcome(False, REPLICATION_TIMEOUT, level="APPLIED")
+DEFAULT = Concern()
+
+
+def concern_to_wire(concern: Concern) -> list[Any]:
+    """How a forwarded batch tells its owner what it asks for."""
+    return [None if concern.level is None else concern.level.name, concern.timeout_ms]
+
+
+def concern_from_wire(raw: object) -> Concern:
+    if not isinstance(raw, list) or len(raw) != 2:
+        return DEFAULT
+    try:
+        return Concern.of(raw[0], raw[1])
+    except (ValueError, TypeError):
+        return DEFAULT
 
 
 class Operations:
@@ -111,9 +145,11 @@ class Operations:
         forwarded: bool = False,
         attempt: int = 0,
         origin: Origin | None = None,
+        concern: Concern = DEFAULT,
     ) -> list[Outcome]:
-        """Apply/forward a batch of ops; one outcome per op, in order. ``origin`` (the writing
-        client session) travels with forwarded ops to the change events of the owner."""
+        """Apply/forward a batch of ops that ask for the same ``concern``; one outcome per
+        op, in order. ``origin`` (the writing client session) travels with forwarded ops to
+        the change events of the owner."""
         t = self.partitions.table
         me = self.ctx.node_id
         out: list[Outcome | None] = [None] * len(ops)
@@ -146,9 +182,9 @@ class Operations:
         waits: list[Any] = []
         if local:
             assert t is not None
-            waits.append(self._apply_local(ops, local, out, t, origin))
+            waits.append(self._apply_local(ops, local, out, t, origin, concern=concern))
         for owner, idx in remote.items():
-            waits.append(self._forward(owner, ops, idx, out, origin))
+            waits.append(self._forward(owner, ops, idx, out, origin, concern=concern))
         if waits:
             await asyncio.gather(*waits)
         results = [o if o is not None else Outcome(False, "INTERNAL") for o in out]
@@ -168,7 +204,9 @@ class Operations:
             and now_table is not None and now_table.version > (t.version if t else 0)
         ]  # fmt: skip
         if retry and attempt < FORWARD_RETRIES:
-            again = await self.execute([ops[i] for i in retry], attempt=attempt + 1, origin=origin)
+            again = await self.execute(
+                [ops[i] for i in retry], attempt=attempt + 1, origin=origin, concern=concern
+            )
             for i, o in zip(retry, again, strict=True):
                 results[i] = o
         if attempt == 0:
@@ -180,7 +218,8 @@ class Operations:
                 metrics.ops_minority.inc(codes.count(CLUSTER_MINORITY))
                 metrics.ops_unknown.inc(
                     codes.count(OUTCOME_UNKNOWN) + codes.count(REPLICATION_TIMEOUT)
-                )
+                    + codes.count(UNMET)
+                )  # fmt: skip
         return results
 
     async def _apply_local(
@@ -190,12 +229,23 @@ class Operations:
         out: list[Outcome | None],
         t: PartitionTable,
         origin: Origin | None,
+        *,
+        concern: Concern,
     ) -> None:
         me = self.ctx.node_id
         hlc, store = self.ctx.hlc, self.ctx.store
+        if concern.persisted and self.ctx.commit is None:
+            refusal = Outcome(
+                False, f"{PERSISTENCE_UNAVAILABLE}: node {me} keeps no data dir "
+                "(start it with --data-dir): nothing was applied",
+            )  # fmt: skip
+            for i, _ in idx:
+                out[i] = refusal
+            return
         per_backup: dict[str, list[int]] = defaultdict(list)
         to_backup: dict[str, list[Flat]] = defaultdict(list)  # the records for each backup
         applied: list[int] = []
+        pids: list[int] = []  # each applied op's partition
         changed: list[Triple] = []
         watched: dict[str, bool] = {}  # map → whether a live query wants its changes
         backups = t.backups
@@ -225,26 +275,72 @@ class Operations:
                 if wants:
                     changed.append((name, op.key, rec))
             applied.append(i)
-            for b in backups[key_hash % PARTITION_COUNT]:
+            pid = key_hash % PARTITION_COUNT
+            pids.append(pid)
+            for b in backups[pid]:
                 if b != me:
                     per_backup[b].append(i)
                     to_backup[b].append(flat)
         if newest is not None:
             hlc.observe(newest)
         self.ctx.metrics.ops_applied.inc(len(applied))
+        sync = concern.persisted
+        acks = {b: self.replication.replicate(b, to_backup[b], sync=sync) for b in per_backup}
+        if not concern.waits_for_backups:  # APPLIED: the backups get it in the background
+            for i in applied:
+                out[i] = _APPLIED
+        elif concern.level is None:
+            await self._default_answers(acks, per_backup, applied, out)
+        else:
+            await self._concern_answers(acks, [*zip(applied, pids, strict=True)], t, out, concern)
+        if changed:
+            self.queries.publish_changes(changed, origin)
+
+    async def _concern_answers(
+        self,
+        acks: dict[str, asyncio.Future[int | None]],
+        applied: list[tuple[int, int]],
+        t: PartitionTable,
+        out: list[Outcome | None],
+        concern: Concern,
+    ) -> None:
+        """Wait (at most the op's timeout) for the level asked for; answer what was reached."""
+        me = self.ctx.node_id
+        sync = concern.persisted
+        disk = self.ctx.commit.durable() if sync and self.ctx.commit is not None else None
+        waits: list[asyncio.Future[Any]] = [*acks.values(), *([disk] if disk else [])]
+        if waits:
+            await asyncio.wait(waits, timeout=concern.timeout_s)
+        answers = {b: f.result() if f.done() else None for b, f in acks.items()}
+        durable = disk is not None and disk.done() and disk.exception() is None
+        lease = not acks or self.partitions.holds_lease()
+        for i, pid in applied:
+            copies = {b: answers[b] for b in t.backups[pid] if b != me}
+            level = achieved(durable, list(copies.values())) if lease else Level.APPLIED
+            if concern.met(level):
+                out[i] = Outcome(True, level=level.name)
+            else:
+                why = _why(concern, copies, lease, disk)
+                out[i] = Outcome(False, concern.unmet(level, why), level=level.name)
+
+    async def _default_answers(
+        self,
+        acks: dict[str, asyncio.Future[int | None]],
+        per_backup: dict[str, list[int]],
+        applied: list[int],
+        out: list[Outcome | None],
+    ) -> None:
+        """No write concern: wait for every live backup (a gone one is skipped) and report
+        the level reached."""
         failed: set[int] = set()
         replicated: set[int] = set()
-        if per_backup:
-            oks = await asyncio.gather(
-                *(self.replication.replicate(b, to_backup[b]) for b in per_backup)
-            )
-            for (_, ii), ok in zip(per_backup.items(), oks, strict=True):
+        if acks:
+            oks = await asyncio.gather(*acks.values())
+            for ii, ok in zip(per_backup.values(), oks, strict=True):
                 if ok is None:
                     failed.update(ii)
                 elif ok:
                     replicated.update(ii)
-        if changed:
-            self.queries.publish_changes(changed, origin)
         if per_backup and not self.partitions.holds_lease():
             failed.update(applied)  # we may have been superseded meanwhile: cannot vouch
         for i in applied:
@@ -260,6 +356,8 @@ class Operations:
         idx: list[int],
         out: list[Outcome | None],
         origin: Origin | None,
+        *,
+        concern: Concern,
     ) -> None:
         link = self.membership.link_for(owner)
         self.ctx.metrics.ops_forwarded.inc(len(idx))
@@ -271,7 +369,11 @@ class Operations:
             msg: dict[str, Any] = {"t": "FWD", "ops": [ops[i].to_wire() for i in idx]}
             if origin is not None:
                 msg["origin"] = origin.to_wire()
-            reply = await link.request(msg, self.ctx.config.request_timeout_s)
+            timeout = self.ctx.config.request_timeout_s
+            if concern is not DEFAULT:
+                msg["wc"] = concern_to_wire(concern)
+                timeout = max(timeout, concern.timeout_s + 1.0)  # the owner answers by then
+            reply = await link.request(msg, timeout)
             results = reply.get("results")
             if not isinstance(results, list) or len(results) != len(idx):
                 raise ProtocolError("bad FWD_RESP")
@@ -296,9 +398,32 @@ class Operations:
                 ops.append(None)
         valid = [op for op in ops if op is not None]
         origin = Origin.from_wire(msg.get("origin"))
-        outcomes = iter(await self.execute(valid, forwarded=True, origin=origin))
+        concern = concern_from_wire(msg.get("wc"))
+        outcomes = iter(await self.execute(valid, forwarded=True, origin=origin, concern=concern))
         results = [
             next(outcomes).to_wire() if op is not None else Outcome(False, "INVALID_OP").to_wire()
             for op in ops
         ]
         await link.reply(msg, {"t": "FWD_RESP", "results": results})
+
+
+def _why(
+    concern: Concern,
+    copies: dict[str, int | None],
+    lease: bool,
+    disk: asyncio.Future[None] | None,
+) -> str:
+    """Why an applied op fell short of its level, for the error the client reads."""
+    if not lease:
+        return "the owner's lease lapsed meanwhile"
+    gone = sorted(b for b, a in copies.items() if a == GONE)
+    if gone:
+        return f"backup {gone[0]} is gone (the next partition table replaces it)"
+    if any(a is None for a in copies.values()):
+        return f"a backup did not confirm within {concern.timeout_ms:g} ms"
+    if disk is not None and disk.done() and disk.exception() is not None:
+        return str(disk.exception())
+    shallow = sorted(b for b, a in copies.items() if a != DURABLE)
+    if shallow:
+        return f"backup {shallow[0]} has it in memory only (no data dir, or not yet on disk)"
+    return f"not on the owner's disk within {concern.timeout_ms:g} ms"

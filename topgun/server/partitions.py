@@ -389,6 +389,16 @@ class PartitionService:
         self._accept_ready(msg.get("ready"), sender)
         return applied
 
+    def restore(self, msg: object) -> None:
+        """Serve the table this node last applied, as its data dir kept it (before start):
+        it was committed then, so it needs no quorum now; newer tables replace it as usual."""
+        if not isinstance(msg, dict):
+            raise ProtocolError("a kept table must be a TABLE message")
+        acks, voters = _ids_from_wire(msg.get("acks")), _ids_from_wire(msg.get("voters"))
+        table = PartitionTable.from_wire(msg.get("table"))
+        table = dataclasses.replace(table, epoch=_epoch_from_wire(msg.get("epoch")))
+        self.apply_table(table, acks, voters, own=True)
+
     def _on_table_msg(self, link: PeerLink, msg: dict[str, Any]) -> None:
         self.apply_table_msg(msg, link.node_id)
         self.maybe_plan()

@@ -7,6 +7,8 @@ is never synced costs no tree memory and a synced one is never rebuilt per reque
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from topgun.core.hashing import PARTITION_COUNT, fnv1a_utf16
 from topgun.core.merkle import MerkleTree
 from topgun.core.packed import RecordPacker
@@ -63,6 +65,21 @@ class PartitionStore:
             old = None if held is None else packer.timestamp(held)
             tree.update(key, (millis, counter, node_id), old, key_hash)
         return True
+
+    @property
+    def packer(self) -> RecordPacker:
+        return self._packer
+
+    def install(self, rows: Iterable[tuple[int, str, str, bytes]]) -> None:
+        """Take records in their held form as a data dir kept them, before the node serves
+        (no trees or key indexes exist yet; the packer adopted the data dir's node ids)."""
+        parts = self._parts
+        for pid, map_name, key, held in rows:
+            maps = parts[pid]
+            m = maps.get(map_name)
+            if m is None:
+                m = maps[map_name] = {}
+            m[key] = held
 
     def get(self, map_name: str, key: str) -> LWWRecord | None:
         m = self._parts[fnv1a_utf16(key) % len(self._parts)].get(map_name)
