@@ -1,4 +1,5 @@
-"""What topgun does not serve, and the error a client gets for it (README "Interoperability").
+"""What topgun does not serve, and the error a client gets for it
+(docs/INTEROPERABILITY.md, "What is not served").
 
 Every such request is answered ``ERROR 501`` with ``details = {"code": <below>, "type":
 <message type>}``, so a client can tell "this server does not do topics" from a bad message

@@ -272,9 +272,9 @@ def test_expired_records_are_not_read_and_sync_carries_their_ttl() -> None:
 
 
 def test_pong_keeps_the_protocol_number_and_only_hlc_objects_stamp_events() -> None:
-    # decision for reference §6.4-G (README "Interoperability"): PONG stays as the protocol
-    # defines it (the PING's number echoed, plus serverTime); every top-level `timestamp` we
-    # send otherwise is a full {millis, counter, nodeId} object
+    # decision for reference §6.4-G (docs/INTEROPERABILITY.md, "Known client-side limits"):
+    # PONG stays as the protocol defines it (the PING's number echoed, plus serverTime);
+    # every top-level `timestamp` we send otherwise is a full {millis, counter, nodeId} object
     async def scenario() -> None:
         nodes = await start_cluster(["node-a"])
         try:
