@@ -13,9 +13,7 @@ from topgun.harness.trial import Trial
 
 
 def _trial(context) -> Trial:
-    trial = context.world.notes.get("trial")
-    assert trial is not None, "no writers were started in this scenario"
-    return trial
+    return Trial.of(context.world)
 
 
 def _sides(text):

@@ -1,7 +1,8 @@
 """The TopGun client: offline-first maps, a connection pool, partition-aware routing.
 
 Public entry points: :class:`TopGunClient`, :class:`ClusterConfig`, :class:`MemoryStorage`,
-:class:`SqliteStorage` and the typed errors. The pure building blocks
+:class:`SqliteStorage`, the typed errors, and write concern (:class:`WriteConcern`,
+:class:`Level`; ``flush()`` returns a :class:`FlushResult`). The pure building blocks
 (:class:`~topgun.client.breaker.CircuitBreaker`,
 :class:`~topgun.client.router.PartitionRouter`,
 :class:`~topgun.client.pool_state.ConnectionStateMachine`,
@@ -25,15 +26,20 @@ from topgun.client.errors import (
 from topgun.client.events import ClusterEvent, EventKind
 from topgun.client.maps import TopGunMap
 from topgun.client.storage import MemoryStorage, SqliteStorage, Storage
+from topgun.client.write_concern import AckedWrite, FlushResult, WriteConcern
+from topgun.core.concern import Level
 
 __all__ = [
+    "AckedWrite",
     "AuthError",
     "ClientClosedError",
     "ClusterConfig",
     "ClusterEvent",
     "ConfigError",
     "EventKind",
+    "FlushResult",
     "FlushTimeout",
+    "Level",
     "MemoryStorage",
     "NotConnectedError",
     "QueryError",
@@ -44,5 +50,6 @@ __all__ = [
     "TopGunClient",
     "TopGunClientError",
     "TopGunMap",
+    "WriteConcern",
     "WriteRejected",
 ]

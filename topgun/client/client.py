@@ -35,7 +35,8 @@ from topgun.client.queries import OneShotQueries, iter_pages, require_connection
 from topgun.client.router import PartitionRouter
 from topgun.client.storage import MemoryStorage, Storage
 from topgun.client.subscriptions import ChangeCallback, Subscription, Subscriptions
-from topgun.client.sync_engine import SyncEngine
+from topgun.client.sync_engine import Receipt, SyncEngine
+from topgun.client.write_concern import FlushResult, WriteConcern, WriteConcernLike
 from topgun.core.errors import ClockSkewError, ProtocolError
 from topgun.core.hlc import HLC, Timestamp
 from topgun.core.messages import (
@@ -242,11 +243,22 @@ class TopGunClient:
 
     # --- data ----------------------------------------------------------------------------
 
-    def get_map(self, name: str) -> TopGunMap:
+    def get_map(self, name: str, *, write_concern: WriteConcernLike = None) -> TopGunMap:
+        """The handle of map ``name`` (one per name). ``write_concern``: what its writes ask
+        for unless a write says otherwise (default: the client's ``write_concern``); a map
+        keeps the concern it was opened with, and asking for another is a ConfigError."""
         if not isinstance(name, str) or not name:
             raise ValueError("a map name must be a non-empty string")
+        asked = WriteConcern.of(write_concern)
         handle = self._maps.get(name)
+        if handle is not None and asked is not None and asked != handle.write_concern:
+            raise ConfigError(
+                f"map {name!r} is open with write concern "
+                f"{handle.write_concern or 'the server default'}; give "
+                "write_concern= to set()/remove() for writes that need another"
+            )
         if handle is None:
+            default = WriteConcern.of(self._config.write_concern)
             handle = TopGunMap(
                 name,
                 hlc=self._hlc,
@@ -254,6 +266,7 @@ class TopGunClient:
                 engine=self._engine,
                 wall_ms=self._wall,
                 on_write=self._kick_sync,
+                write_concern=asked if asked is not None else default,
             )
             handle.subscribe_hook = self.subscribe
             self._maps[name] = handle
@@ -301,40 +314,57 @@ class TopGunClient:
         """Ops not yet acknowledged by the server."""
         return self._engine.pending_count()
 
-    async def flush(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def flush(self, timeout: float = 5.0) -> FlushResult:  # noqa: ASYNC109
         """Wait until every op pending now is acknowledged; else :class:`FlushTimeout`.
 
-        Raises :class:`WriteRejected` if the server refused some of them for good.
+        Returns what the server vouched for, write by write: ``result.level`` is the lowest
+        level among them (what all of them are promised), ``result.shortfalls`` the writes
+        acknowledged below the level they asked for. Raises :class:`WriteRejected` if the
+        server refused some of them for good (``PERSISTENCE_UNAVAILABLE`` among others).
+        A write whose concern was not met in time (``WRITE_CONCERN_UNMET``) is sent again
+        until it is, or until ``timeout``.
         """
         if self._closed:
             raise ClientClosedError("this client was closed")
         if not self._started or self._changed is None:
             raise NotConnectedError("call await client.start() before flush()")
-        waiting = set(self._engine.pending_ids())
-        deadline = self._mono() + timeout
-        self._kick_sync()
-        while waiting & set(self._engine.pending_ids()):
-            remaining = deadline - self._mono()
-            if remaining <= 0:
-                left = len(waiting & set(self._engine.pending_ids()))
-                raise FlushTimeout(self._flush_reason(left, timeout), left)
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(remaining, MAX_LOOP_WAIT_S))
-        rejected = [r for r in self._engine.stats.rejections if r[0] in waiting]
-        if rejected:
+        receipt = self._engine.watch()
+        try:
+            deadline = self._mono() + timeout
+            self._kick_sync()
+            while receipt.waiting:
+                remaining = deadline - self._mono()
+                if remaining <= 0:
+                    left = len(receipt.waiting)
+                    raise FlushTimeout(self._flush_reason(receipt, timeout), left)
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), min(remaining, MAX_LOOP_WAIT_S))
+        finally:
+            self._engine.unwatch(receipt)
+        if receipt.rejected:
             raise WriteRejected(
-                f"the server refused {len(rejected)} write(s): "
-                + "; ".join(f"op {i}: {why}" for i, why in rejected[:5]),
-                rejected,
+                f"the server refused {len(receipt.rejected)} write(s): "
+                + "; ".join(f"op {i}: {why}" for i, why in receipt.rejected[:5]),
+                receipt.rejected,
             )
+        result = FlushResult(tuple(receipt.acked))
+        if result.shortfalls:
+            w = result.shortfalls[0]
+            log.warning(
+                "%d write(s) acknowledged below the level they asked for, e.g. %s/%s: "
+                "asked %s, acknowledged at %s", len(result.shortfalls), w.map_name, w.key,
+                w.asked.name if w.asked else None, w.level.name if w.level else None,
+            )  # fmt: skip
+        return result
 
-    def _flush_reason(self, left: int, timeout: float) -> str:
-        parts = [f"{left} op(s) still unacknowledged after {timeout:g}s"]
+    def _flush_reason(self, receipt: Receipt, timeout: float) -> str:
+        parts = [f"{len(receipt.waiting)} op(s) still unacknowledged after {timeout:g}s"]
         if not any(c.is_authenticated for c in self._conns.values()):
             parts.append("no connection is authenticated (offline: ops are kept and sent later)")
         parked = self._engine.parked()
         refused = self._engine.refused()
+        retrying = [r for r in self._engine.retrying() if r[0] in receipt.waiting]
         if parked:
             parts.append(parked[0][1])
         elif refused:
@@ -343,6 +373,9 @@ class TopGunClient:
                 f"op {op_id} was refused NOT_OWNER {times} time(s) and is being retried "
                 "(the cluster may be moving that partition)"
             )
+        elif retrying:
+            op_id, answer = retrying[0]
+            parts.append(f"op {op_id} is being sent again after the answer {answer}")
         parts.append(f"connections: {self.get_connection_states()}")
         return "; ".join(parts)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from topgun.client.errors import ConfigError
+from topgun.client.write_concern import WriteConcern, WriteConcernLike
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,13 @@ class ClusterConfig:
     not_owner_deadline_s: float = 15.0
     connect_timeout_s: float = 5.0
     ack_timeout_s: float = 5.0
-    """An in-flight batch not acknowledged within this time is sent again."""
+    """An in-flight batch not acknowledged within this time is sent again (a batch asking
+    for a write concern waits for its timeout and a margin, if that is longer)."""
+    write_concern: WriteConcernLike = None
+    """What every write of this client asks for unless its map or the write itself says
+    otherwise: a level name (``"PERSISTED"``) or a
+    :class:`~topgun.client.write_concern.WriteConcern` with a timeout; None leaves the
+    server's default."""
 
     def __post_init__(self) -> None:
         if isinstance(self.seeds, str):
@@ -53,3 +60,4 @@ class ClusterConfig:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
         object.__setattr__(self, "seeds", list(self.seeds))
+        object.__setattr__(self, "write_concern", WriteConcern.of(self.write_concern))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from topgun.client.write_concern import WriteConcern, WriteConcernLike
 from topgun.core.errors import ClockSkewError, ProtocolError
 from topgun.core.hlc import HLC, Timestamp
 from topgun.core.merkle import MerkleTree
@@ -19,7 +20,11 @@ if TYPE_CHECKING:
 
 class TopGunMap:
     """Offline-first: ``set``/``remove`` work before ``start()`` and while disconnected; the
-    op is persisted in the op log and sent when a connection is authenticated."""
+    op is persisted in the op log and sent when a connection is authenticated.
+
+    ``write_concern`` is what this map's writes ask for unless a write says otherwise (see
+    :mod:`topgun.client.write_concern`); ``flush()`` reports the level each write reached.
+    """
 
     def __init__(
         self,
@@ -30,8 +35,10 @@ class TopGunMap:
         engine: SyncEngine,
         wall_ms: Callable[[], int],
         on_write: Callable[[], None],
+        write_concern: WriteConcern | None = None,
     ) -> None:
         self.name = name
+        self.write_concern = write_concern
         self._hlc = hlc
         self._storage = storage
         self._engine = engine
@@ -47,23 +54,38 @@ class TopGunMap:
             except ProtocolError:
                 continue
 
-    def set(self, key: str, value: Any, ttl_ms: int | None = None) -> LWWRecord:
-        """Write ``value`` (not None: use ``remove``) under ``key``; returns the record."""
+    def set(
+        self,
+        key: str,
+        value: Any,
+        ttl_ms: int | None = None,
+        *,
+        write_concern: WriteConcernLike = None,
+    ) -> LWWRecord:
+        """Write ``value`` (not None: use ``remove``) under ``key``; returns the record.
+        ``write_concern`` (a level name or a ``WriteConcern``) wins over the map's."""
+        concern = self._concern(write_concern)
         self._check_key(key)
         old = self._stamp_of(key)
         record = self._map.set(key, value, self._hlc, ttl_ms)
         self.tree.update(key, record.timestamp, old)
-        self._write(key, OP_PUT, record)
+        self._write(key, OP_PUT, record, concern)
         return record
 
-    def remove(self, key: str) -> LWWRecord:
+    def remove(self, key: str, *, write_concern: WriteConcernLike = None) -> LWWRecord:
         """Remove ``key`` (an LWW tombstone, replicated like any write)."""
+        concern = self._concern(write_concern)
         self._check_key(key)
         old = self._stamp_of(key)
         record = self._map.remove(key, self._hlc)
         self.tree.update(key, record.timestamp, old)
-        self._write(key, OP_REMOVE, record)
+        self._write(key, OP_REMOVE, record, concern)
         return record
+
+    def _concern(self, asked: WriteConcernLike) -> WriteConcern | None:
+        """The write's own concern, else the map's (checked before anything is written)."""
+        own = WriteConcern.of(asked)
+        return own if own is not None else self.write_concern
 
     def _stamp_of(self, key: str) -> Timestamp | None:
         rec = self._map.record(key)
@@ -136,9 +158,11 @@ class TopGunMap:
             raise RuntimeError("this map handle is not attached to a client")
         return self.subscribe_hook(self.name, where, predicate=predicate, on_change=on_change)
 
-    def _write(self, key: str, op_type: str, record: LWWRecord) -> None:
+    def _write(
+        self, key: str, op_type: str, record: LWWRecord, concern: WriteConcern | None
+    ) -> None:
         self._storage.put_record(self.name, key, record.to_wire())
-        self._engine.record(self.name, key, op_type, record)
+        self._engine.record(self.name, key, op_type, record, concern)
         self._on_write()
 
     @staticmethod

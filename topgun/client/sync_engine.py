@@ -18,10 +18,19 @@ backoff, a bounded number of attempts and a deadline; an op that exhausts them i
 (kept in the log, never dropped) until a newer table or a re-authentication. Ops in flight
 on a connection that died are sent again (LWW makes duplicates harmless).
 
-Answers that are not refusals are retried, never reported as rejected: ``OUTCOME_UNKNOWN``
-and ``REPLICATION_TIMEOUT`` (the op may have been applied; resending is idempotent under
-LWW) and ``CLUSTER_MINORITY`` (that node is cut off from the majority: the retry goes to
-another node when there is one). They back off like NOT_OWNER but are never parked.
+Answers that are not refusals are retried, never reported as rejected: ``OUTCOME_UNKNOWN``,
+``REPLICATION_TIMEOUT`` and ``WRITE_CONCERN_UNMET`` (the op may have been applied; resending
+is idempotent under LWW) and ``CLUSTER_MINORITY`` (that node is cut off from the majority:
+the retry goes to another node when there is one). They back off like NOT_OWNER but are
+never parked. ``PERSISTENCE_UNAVAILABLE`` (PERSISTED asked of a node without a data dir) is
+a refusal like any other: nothing was applied, and resending it would be refused again.
+
+Write concern (:mod:`topgun.client.write_concern`): ops are batched by node *and* by the
+concern they ask for, and the batch carries it (``writeConcern``/``timeout``), so no op is
+sent under a level it did not ask for. A batch's ack is awaited for the concern's timeout
+plus :data:`ACK_MARGIN_S` at least (the server answers by then). What a ``flush`` waits for
+is a :class:`Receipt`: every op it covers ends in it, acknowledged (with the level the
+server vouched for) or refused.
 """
 
 from __future__ import annotations
@@ -34,6 +43,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from topgun.client.router import PartitionRouter, RouteKind
+from topgun.client.write_concern import AckedWrite, WriteConcern, level_named
+from topgun.core.concern import UNMET, Level
 from topgun.core.messages import (
     NOT_OWNER,
     OP_PUT,
@@ -50,8 +61,11 @@ MAX_BATCH_OPS = 1000
 
 MAX_REJECTIONS_KEPT = 1000
 CLUSTER_MINORITY = "CLUSTER_MINORITY"
-RETRY_CODES = frozenset({CLUSTER_MINORITY, "OUTCOME_UNKNOWN", "REPLICATION_TIMEOUT"})
+RETRY_CODES = frozenset({CLUSTER_MINORITY, "OUTCOME_UNKNOWN", "REPLICATION_TIMEOUT", UNMET})
 """Answers that do not say "not applied for good": the op is sent again."""
+ACK_MARGIN_S = 2.0
+"""Beyond a batch's write-concern timeout, how long its ack may take (a forwarded op's owner
+answers within the timeout plus 1 s, and the receiving node then answers the client)."""
 
 
 class Transport(Protocol):
@@ -95,9 +109,19 @@ class PendingOp:
     """A node that answered CLUSTER_MINORITY: the retry goes elsewhere when it can."""
     retries: int = 0
     """Unknown-outcome / minority answers so far (for the back-off)."""
+    concern: WriteConcern | None = None
+    """What the op asks the server to reach before answering (None: the server's default)."""
+    last_answer: str | None = None
+    """The last answer that made the op go again (for the reason a flush gives up)."""
 
     def to_client_op(self) -> ClientOp:
         return ClientOp(self.map_name, self.key, self.record, self.op_type, str(self.id))
+
+    def acked(self, reported: str | None) -> AckedWrite:
+        """The op as acknowledged, with the level the server vouched for."""
+        asked = None if self.concern is None else self.concern.level
+        said = level_named(reported)
+        return AckedWrite(self.id, self.map_name, self.key, asked, asked if said is None else said)
 
 
 @dataclass(slots=True)
@@ -108,6 +132,8 @@ class InFlightBatch:
     op_ids: set[int]
     last_id: str
     sent_at: float
+    deadline: float
+    """When the ack is overdue and the batch is sent again."""
 
 
 def _as_int(op_id: str) -> int | None:
@@ -119,6 +145,16 @@ def _as_int(op_id: str) -> int | None:
 
 def is_not_owner_result(error: str | None) -> bool:
     return error is not None and error.strip().upper().startswith(NOT_OWNER)
+
+
+@dataclass(slots=True)
+class Receipt:
+    """What became of the ops a flush waits for: each leaves ``waiting`` for ``acked`` or
+    ``rejected``, whatever the bounded history of :class:`SyncStats` keeps."""
+
+    waiting: set[int]
+    acked: list[AckedWrite] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
 
 
 def retry_code(error: str | None) -> str | None:
@@ -170,6 +206,7 @@ class SyncEngine:
         self._seq = itertools.count(1)
         self.stats = SyncStats()
         self.listeners: list[Callable[[], None]] = []
+        self._receipts: list[Receipt] = []
 
     # --- the op log ----------------------------------------------------------------------
 
@@ -182,18 +219,36 @@ class SyncEngine:
             try:
                 record = LWWRecord.from_wire(entry["record"])
                 op = PendingOp(
-                    op_id, entry["mapName"], entry["key"], entry.get("opType") or OP_PUT, record
-                )
+                    op_id, entry["mapName"], entry["key"], entry.get("opType") or OP_PUT, record,
+                    concern=_concern_from_entry(entry),
+                )  # fmt: skip
             except Exception:  # a corrupt entry must not block the others
                 continue
             self._ops[op_id] = op
             loaded += 1
         return loaded
 
-    def record(self, map_name: str, key: str, op_type: str, record: LWWRecord) -> int:
-        entry = {"mapName": map_name, "key": key, "opType": op_type, "record": record.to_wire()}
+    def record(
+        self,
+        map_name: str,
+        key: str,
+        op_type: str,
+        record: LWWRecord,
+        concern: WriteConcern | None = None,
+    ) -> int:
+        """Log one op (kept until acknowledged or refused) asking for ``concern``."""
+        entry: dict[str, Any] = {
+            "mapName": map_name,
+            "key": key,
+            "opType": op_type,
+            "record": record.to_wire(),
+        }
+        if concern is not None:  # as TopGun's op log words it: a restart asks for the same
+            entry["writeConcern"] = concern.level.name
+            if concern.timeout_s is not None:
+                entry["timeout"] = concern.timeout_ms
         op_id = int(self.storage.append_op(entry))
-        self._ops[op_id] = PendingOp(op_id, map_name, key, op_type, record)
+        self._ops[op_id] = PendingOp(op_id, map_name, key, op_type, record, concern=concern)
         return op_id
 
     def pending_count(self) -> int:
@@ -230,6 +285,20 @@ class SyncEngine:
     def op(self, op_id: int) -> PendingOp | None:
         return self._ops.get(op_id)
 
+    def watch(self) -> Receipt:
+        """A receipt for every op pending now; :meth:`unwatch` it when done."""
+        receipt = Receipt(set(self._ops))
+        self._receipts.append(receipt)
+        return receipt
+
+    def unwatch(self, receipt: Receipt) -> None:
+        if receipt in self._receipts:
+            self._receipts.remove(receipt)
+
+    def retrying(self) -> list[tuple[int, str]]:
+        """(op id, the answer that made it go again) of ops being sent again."""
+        return [(op.id, op.last_answer) for op in self._ops.values() if op.last_answer]
+
     # --- sending -------------------------------------------------------------------------
 
     def sync(self) -> int:
@@ -245,7 +314,7 @@ class SyncEngine:
         usable = self.transport.usable_nodes()
         if not usable:
             return 0
-        groups: dict[str, list[PendingOp]] = {}
+        groups: dict[tuple[str, WriteConcern | None], list[PendingOp]] = {}
         for op in eligible:
             if self.router is None:
                 target: str | None = usable[0]
@@ -258,19 +327,26 @@ class SyncEngine:
             if target is not None and target == op.avoid:
                 target = next((n for n in usable if n != op.avoid), target)
             if target is not None:
-                groups.setdefault(target, []).append(op)
+                groups.setdefault((target, op.concern), []).append(op)
         sent = 0
-        for node_id, ops in groups.items():
+        for (node_id, concern), ops in groups.items():
             ops.sort(key=lambda o: o.id)
+            wait = self.ack_timeout_s
+            level: str | None = None
+            timeout: int | None = None
+            if concern is not None:
+                level, timeout = concern.level.name, concern.timeout_ms
+                wait = max(wait, concern.wait_s + ACK_MARGIN_S)
             for start in range(0, len(ops), MAX_BATCH_OPS):
                 chunk = ops[start : start + MAX_BATCH_OPS]
-                batch = OpBatch(tuple(op.to_client_op() for op in chunk))
+                batch = OpBatch(tuple(op.to_client_op() for op in chunk), level, timeout)
                 token = self.transport.send_batch(node_id, batch)
                 if token is None:
                     continue
                 inflight = InFlightBatch(
-                    next(self._seq), token, node_id, {op.id for op in chunk}, str(chunk[-1].id), now
-                )
+                    next(self._seq), token, node_id, {op.id for op in chunk}, str(chunk[-1].id),
+                    now, now + wait,
+                )  # fmt: skip
                 self._batches[inflight.seq] = inflight
                 for op in chunk:
                     op.batch = inflight
@@ -295,7 +371,7 @@ class SyncEngine:
         ended with that id is acknowledged up to it.
         """
         self.stats.acks += 1
-        done: list[int] = []
+        done: list[AckedWrite] = []
         if ack.results is not None:
             answered: dict[int, InFlightBatch] = {}
             for result in ack.results:
@@ -307,9 +383,9 @@ class SyncEngine:
                 node_id = op.batch.node_id
                 self._detach(op)
                 if result.success:
-                    done.append(op.id)
+                    done.append(op.acked(result.achieved_level))
                 elif (code := retry_code(result.error)) is not None:
-                    self._retry(op, code, node_id)
+                    self._retry(op, code, node_id, result.error or code)
                 elif is_not_owner_result(result.error):
                     self._not_owner(op, None)
                 else:
@@ -322,13 +398,13 @@ class SyncEngine:
             last = _as_int(ack.last_id)
             if acked is not None and last is not None:
                 for op_id in sorted(acked.op_ids):
-                    if op_id <= last and op_id in self._ops:
-                        self._detach(self._ops[op_id])
-                        done.append(op_id)
+                    if op_id <= last and (op := self._ops.get(op_id)) is not None:
+                        self._detach(op)
+                        done.append(op.acked(ack.achieved_level))
                 self._requeue(acked)
                 self.transport.report_success(acked.node_id)
         self._resolve(done)
-        return done
+        return [w.op_id for w in done]
 
     def on_rejected(self, conn: object, rejected: OpRejected) -> None:
         op_id = _as_int(rejected.op_id)
@@ -340,7 +416,7 @@ class SyncEngine:
         node_id = op.batch.node_id if op.batch is not None else None
         self._detach(op)
         if (code := retry_code(rejected.reason)) is not None:
-            self._retry(op, code, node_id)
+            self._retry(op, code, node_id, rejected.reason)
         elif rejected.not_owner is not None or is_not_owner_result(rejected.reason):
             self._not_owner(op, rejected.not_owner)
         else:
@@ -372,7 +448,7 @@ class SyncEngine:
     def tick(self) -> int:
         """Resend batches whose ack is overdue; returns how many batches timed out."""
         now = self._clock()
-        overdue = [b for b in self._batches.values() if now - b.sent_at > self.ack_timeout_s]
+        overdue = [b for b in self._batches.values() if now > b.deadline]
         for batch in overdue:
             self._requeue(batch)
             self.stats.ack_timeouts += 1
@@ -381,7 +457,7 @@ class SyncEngine:
 
     def next_wakeup(self) -> float | None:
         """The monotonic time at which ``tick``/``sync`` next has something to do."""
-        times = [b.sent_at + self.ack_timeout_s for b in self._batches.values()]
+        times = [b.deadline for b in self._batches.values()]
         times += [
             op.not_before
             for op in self._ops.values()
@@ -437,9 +513,10 @@ class SyncEngine:
         version = f" (server map version {hint.map_version})" if hint is not None else ""
         self.transport.request_table(f"NOT_OWNER for {op.key!r}{version}")
 
-    def _retry(self, op: PendingOp, code: str, node_id: str | None) -> None:
+    def _retry(self, op: PendingOp, code: str, node_id: str | None, answer: str) -> None:
         """Send ``op`` again after a short back-off; after CLUSTER_MINORITY, elsewhere."""
         op.retries += 1
+        op.last_answer = f"{answer} (from {node_id})" if node_id else answer
         op.avoid = node_id if code == CLUSTER_MINORITY else None
         delay = self.not_owner_backoff_s * (2 ** min(op.retries - 1, 16))
         op.not_before = self._clock() + min(delay, self.not_owner_max_backoff_s)
@@ -450,14 +527,32 @@ class SyncEngine:
         self._ops.pop(op.id, None)
         self.storage.mark_synced([op.id])
         self.stats.rejections.append((op.id, reason))
+        for receipt in self._receipts:
+            if op.id in receipt.waiting:
+                receipt.waiting.discard(op.id)
+                receipt.rejected.append((op.id, reason))
 
-    def _resolve(self, done: list[int]) -> None:
+    def _resolve(self, done: list[AckedWrite]) -> None:
         if done:
-            for op_id in done:
-                self._ops.pop(op_id, None)
-            self.storage.mark_synced(done)
+            for w in done:
+                self._ops.pop(w.op_id, None)
+            self.storage.mark_synced([w.op_id for w in done])
+            for receipt in self._receipts:
+                for w in done:
+                    if w.op_id in receipt.waiting:
+                        receipt.waiting.discard(w.op_id)
+                        receipt.acked.append(w)
         self._notify()
 
     def _notify(self) -> None:
         for listener in list(self.listeners):
             listener()
+
+
+def _concern_from_entry(entry: dict[str, Any]) -> WriteConcern | None:
+    """The concern an op-log entry asked for (``writeConcern``, ``timeout`` in ms)."""
+    name = entry.get("writeConcern")
+    if name is None:
+        return None
+    timeout = entry.get("timeout")
+    return WriteConcern(Level[name], None if timeout is None else float(timeout) / 1000)

@@ -1,14 +1,16 @@
 """The nemesis: faults done to a running cluster, each logged with its time.
 
-Process faults (SIGKILL and restart, SIGSTOP and SIGCONT) work on any cluster of OS
-processes; network faults (isolate, split, one-way cuts, client cuts, a slow lossy link)
-need a :class:`~topgun.harness.hosts.HostCluster`, where each node is a network host.
+Process faults (SIGKILL, of one node or of several at once, a graceful shutdown, restart,
+SIGSTOP and SIGCONT, a lost disk) work on any cluster of OS processes; network faults
+(isolate, split, one-way cuts, client cuts, a slow lossy link) need a
+:class:`~topgun.harness.hosts.HostCluster`, where each node is a network host.
 :meth:`Nemesis.heal` undoes every network fault and resumes every paused node. The timeline
 goes into the scenario's report next to the set checker's result.
 """
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -16,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from topgun.harness.cluster import ClusterController, ClusterError, ProcessCluster
+from topgun.harness.durability import node_data_dir
 from topgun.harness.hosts import HostCluster
 
 
@@ -46,9 +49,33 @@ class Nemesis:
         self.cluster.kill(node)
         self.log("kill", [node], signal="SIGKILL")
 
+    def kill_at_once(self, nodes: Iterable[str]) -> None:
+        """SIGKILL every one of ``nodes`` before reaping any: none outlives another by
+        more than the time it takes to send a signal."""
+        nodes = sorted(nodes)
+        for node in nodes:
+            self._process(node).kill()
+        for node in nodes:
+            self.cluster.kill(node)  # reaps it and marks it down
+        self.log("kill at once", nodes, signal="SIGKILL")
+
+    def shutdown(self, node: str) -> None:
+        """A graceful stop (SIGTERM): the node hands its partitions over first."""
+        self.cluster.shutdown(node)
+        self.log("shutdown", [node], signal="SIGTERM")
+
     def restart(self, node: str) -> None:
         self.cluster.restart(node, same_address=True)
         self.log("restart", [node])
+
+    def lose_disk(self, node: str) -> None:
+        """Delete a stopped node's data dir, as a replaced disk would leave it."""
+        if node not in self.cluster.down:
+            raise ClusterError(f"{node} is running: stop it before deleting its data")
+        folder = node_data_dir(self.cluster, node)
+        existed = folder.is_dir()
+        shutil.rmtree(folder, ignore_errors=True)
+        self.log("data dir deleted", [node], existed=existed)
 
     def pause(self, node: str) -> None:
         self._process(node).send_signal(signal.SIGSTOP)

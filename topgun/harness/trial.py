@@ -1,7 +1,9 @@
 """One fault trial: writers running against a cluster while a nemesis acts, then the check.
 
 Steps drive it in runbook order: start the writers, run fault schedules (each one a loop
-bounded by its stated duration), heal, let the cluster settle, read back and check. The
+bounded by its stated duration), heal, let the cluster settle, read back and check. A trial
+whose writers ask for a write concern is checked at that level: only writes acknowledged
+at it must survive, lower acks lost are figures (:mod:`topgun.harness.checker`). The
 node-side questions a partition scenario asks (did a cut-off node keep applying writes?)
 are answered from each node's own ``/metrics`` counters, read over the harness's control
 address, which no fault cuts.
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from topgun.core.concern import Level
 from topgun.core.hashing import partition_id
 from topgun.harness.checker import SetCheck, check
 from topgun.harness.cluster import ClusterController, ProcessCluster
@@ -39,6 +42,8 @@ class Trial:
     result: SetCheck | None = None
     read: dict[str, Any] = field(default_factory=dict)
     applied_marks: dict[str, float] = field(default_factory=dict)
+    keep_at: Level | None = None
+    """The level whose acks must survive (None: every ack)."""
 
     @classmethod
     def start(
@@ -49,8 +54,11 @@ class Trial:
         writes_per_key: int,
         write_timeout_s: float,
         pinned_to: str | None = None,
+        levels: list[str | None] | None = None,
     ) -> Trial:
-        """``pinned_to`` (a node id): one more writer, talking to that node alone."""
+        """``pinned_to`` (a node id): one more writer, talking to that node alone.
+        ``levels``: the write concern of each writer, in order (None: the server's
+        default); the trial is then checked at the highest of them."""
         cluster = world.cluster
         map_name = f"trial-{uuid.uuid4().hex[:8]}"
         settings = WriterSettings(
@@ -63,8 +71,18 @@ class Trial:
         if pinned_to is not None:
             settings.pinned[writers] = cluster.client_url(pinned_to)
             writers += 1
+        asked = [Level[name] for name in levels or () if name is not None]
+        settings.concern_of = {i: name for i, name in enumerate(levels or ()) if name is not None}
         trial = cls(cluster, Writers(world.loop, settings, writers), Nemesis(cluster), map_name)
+        trial.keep_at = max(asked, default=None)
         trial.writers.start()
+        return trial
+
+    @staticmethod
+    def of(world: Any) -> Trial:
+        """The trial a scenario started (``world.notes["trial"]``)."""
+        trial = world.notes.get("trial")
+        assert isinstance(trial, Trial), "no writers were started in this scenario"
         return trial
 
     def keys(self) -> list[str]:
@@ -95,22 +113,31 @@ class Trial:
 
         eventually(acked, within, f"{count} more acknowledged writes")
 
-    def finish(self, within: float) -> SetCheck:
-        """Stop the writers, then read back until the check is clean or ``within`` runs out."""
+    def finish(self, within: float, *, once: bool = False) -> SetCheck:
+        """Stop the writers, then read back until the check is clean or ``within`` runs out;
+        ``once``: the first read is the verdict (what a reader right after a restart sees),
+        each page of it given ``within``."""
         self.writers.stop(self.writers.settings.write_timeout_s + 2.0)
         keys = self.keys()
 
-        def settled() -> None:
+        def read(limit: float) -> SetCheck:
             self.read = read_back(
                 self.writers.loop,
                 self.cluster.seeds(),
                 self.cluster.token("reader"),
                 map_name=self.map_name,
                 keys=keys,
-                within=READ_TIMEOUT_S,
+                within=limit,
             )
-            self.result = check(self.writers.history, self.read)
-            assert self.result.valid, f"set check so far: {self.result.counts()}"
+            self.result = check(self.writers.history, self.read, self.keep_at)
+            return self.result
+
+        if once:
+            return read(within)
+
+        def settled() -> None:
+            result = read(READ_TIMEOUT_S)
+            assert result.valid, f"set check so far: {result.counts()}"
 
         with contextlib.suppress(WaitTimeout):  # the last check is the verdict; steps assert it
             eventually(settled, within, "a clean read-back")

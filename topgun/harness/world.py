@@ -80,7 +80,10 @@ def skip_reason(mode: str, tags: set[str]) -> str | None:
             return "needs each node on its own network host: run with -D cluster=hosts (root)"
         return unavailable_reason()
     if "os_processes" in tags and mode in ("embedded", "external"):
-        return "needs nodes as OS processes (SIGSTOP): run with -D cluster=processes or hosts"
+        return (
+            "needs nodes as OS processes the suite can freeze, kill and start again "
+            "(SIGSTOP, SIGKILL, a data dir): run with -D cluster=processes or hosts"
+        )
     return None
 
 

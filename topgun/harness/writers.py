@@ -5,10 +5,11 @@ keys no other writer touches: fresh keys as it goes, each written ``writes_per_k
 in a row (so the read-back checks both that every acknowledged key is there and that it has
 its newest value). It has one write outstanding at a time, like a Jepsen process: set, then
 ``flush`` with a stated limit, then a pause of ``interval_s`` (the workload's pace).
-Acknowledged → ok; refused for good → fail (info if the server said OUTCOME_UNKNOWN); a
-timeout or no connection → info, after which the writer drops that client (its
-unacknowledged op goes with it, so the outcome stays unknown rather than turning up later
-as someone else's) and carries on with a new one.
+Acknowledged → ok, with the level the ack vouched for; refused for good → fail (info if
+the server said OUTCOME_UNKNOWN); a timeout or no connection → info, after which the writer
+drops that client (its unacknowledged op goes with it, so the outcome stays unknown rather
+than turning up later as someone else's) and carries on with a new one. A writer asks for
+its write concern as a client-wide setting (``ClusterConfig.write_concern``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ class WriterSettings:
     pinned: dict[int, str] = field(default_factory=dict)
     """Writer index → the one node URL it talks to (single-server mode: no partition map,
     no way around that node), so what that node does when cut off cannot be routed away."""
+    write_concern: str | None = None
+    """The level every writer asks for (None: the server's default)."""
+    concern_of: dict[int, str] = field(default_factory=dict)
+    """Writer index → the level it asks for instead of ``write_concern``."""
+
+    def concern(self, writer: int) -> str | None:
+        return self.concern_of.get(writer, self.write_concern)
 
 
 def key_of(writer: int, index: int) -> str:
@@ -55,8 +63,10 @@ def key_of(writer: int, index: int) -> str:
 def new_client(
     seeds: list[str], token: str, *, server_url: str | None = None, **options: Any
 ) -> TopGunClient:
+    """A client of the cluster at ``seeds`` (or of the one node at ``server_url``);
+    ``options`` are ``ClusterConfig`` fields."""
     if server_url is not None:
-        client = TopGunClient(server_url=server_url, storage=MemoryStorage())
+        client = TopGunClient(server_url=server_url, storage=MemoryStorage(), options=options)
     else:
         cluster = ClusterConfig(seeds=seeds, **options)
         client = TopGunClient(cluster=cluster, storage=MemoryStorage())
@@ -113,16 +123,17 @@ class Writers:
         try:
             while not self._stopping.is_set():
                 if client is None:
-                    client = await self._connect(s.pinned.get(writer))
+                    client = await self._connect(writer)
                     if client is None:
                         await asyncio.sleep(RECONNECT_PAUSE_S)
                         continue
                 key = key_of(writer, seq // s.writes_per_key)
-                write = Write(writer, seq, key, {"writer": writer, "seq": seq}, self._now())
+                value = {"writer": writer, "seq": seq}
+                write = Write(writer, seq, key, value, self._now(), asked=s.concern(writer))
                 self.history.append(write)
                 seq += 1
                 client.get_map(s.map_name).set(key, write.value)
-                write.outcome, write.detail = await self._outcome(client)
+                write.outcome, write.detail, write.level = await self._outcome(client)
                 write.completed_at = self._now()
                 if write.outcome is Outcome.INFO:
                     await client.close()
@@ -132,26 +143,30 @@ class Writers:
             if client is not None:
                 await client.close()
 
-    async def _connect(self, server_url: str | None) -> TopGunClient | None:
+    async def _connect(self, writer: int) -> TopGunClient | None:
         s = self.settings
-        client = new_client(s.seeds(), s.token, server_url=server_url, **s.client_options)
-        try:
+        options = {**s.client_options, "write_concern": s.concern(writer)}
+        client: TopGunClient | None = None
+        try:  # no seeds (every node down) is a ConfigError: try again later, like a refusal
+            client = new_client(s.seeds(), s.token, server_url=s.pinned.get(writer), **options)
             await client.start(timeout=s.start_timeout_s)
         except (TopGunClientError, OSError) as exc:
             log.info("writer client could not start: %s", exc)
-            await client.close()
+            if client is not None:
+                await client.close()
             return None
         self.clients_started += 1
         return client
 
-    async def _outcome(self, client: TopGunClient) -> tuple[Outcome, str]:
+    async def _outcome(self, client: TopGunClient) -> tuple[Outcome, str, str | None]:
+        """How the write ended, why, and the level its ack vouched for (ok writes)."""
         try:
-            await client.flush(timeout=self.settings.write_timeout_s)
+            result = await client.flush(timeout=self.settings.write_timeout_s)
         except WriteRejected as exc:
-            return outcome_of_refusal(reason for _, reason in exc.rejections), str(exc)
+            return outcome_of_refusal(reason for _, reason in exc.rejections), str(exc), None
         except (TopGunClientError, OSError) as exc:
-            return Outcome.INFO, f"{type(exc).__name__}: {exc}"
-        return Outcome.OK, ""
+            return Outcome.INFO, f"{type(exc).__name__}: {exc}", None
+        return Outcome.OK, "", None if result.level is None else result.level.name
 
 
 def read_back(

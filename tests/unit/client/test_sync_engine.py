@@ -308,7 +308,14 @@ def test_a_reference_ack_does_not_match_an_emptied_batch() -> None:
     assert engine.pending_count() == 0
 
 
-@pytest.mark.parametrize("error", ["OUTCOME_UNKNOWN", "REPLICATION_TIMEOUT"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        "OUTCOME_UNKNOWN",
+        "REPLICATION_TIMEOUT",
+        "WRITE_CONCERN_UNMET: requested PERSISTED, reached REPLICATED: backup b is gone",
+    ],
+)
 def test_an_unknown_outcome_is_resent_never_reported_as_a_refusal(error: str) -> None:
     """The owner may have applied it: resending is harmless under LWW, dropping is not."""
     engine, transport, _router, clock, hlc = make()
