@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from topgun.server.auth import make_token, short_secret_warning
-from topgun.server.config import DEV_SECRET, NodeConfig
+from topgun.server.config import DEV_SECRET, STORAGE_KINDS, NodeConfig
 from topgun.server.logutil import quiet_third_party
 from topgun.server.policy_file import load_policy_file
 from topgun.server.storage import StorageError
@@ -68,6 +68,16 @@ def _parser() -> argparse.ArgumentParser:
                       help="keep every held copy on disk under DIR/<node-id> and load it on "
                       "start (several nodes may share DIR); without it the node keeps its "
                       "copies in memory and refuses PERSISTED writes")  # fmt: skip
+    node.add_argument("--storage", choices=STORAGE_KINDS, default=None,
+                      help="where held copies are kept (default: lmdb with --data-dir, "
+                      "postgres with --dsn, else memory)")  # fmt: skip
+    node.add_argument("--dsn", default=os.environ.get("TOPGUN_POSTGRES_DSN"),
+                      help="PostgreSQL connection string for --storage postgres (or env "
+                      "TOPGUN_POSTGRES_DSN; libpq's PGPASSWORD and ~/.pgpass work "
+                      "too)")  # fmt: skip
+    node.add_argument("--pg-schema", default=None, metavar="NAME",
+                      help="this node's PostgreSQL schema (default topgun_<node-id>; "
+                      "nodes sharing a database need distinct ones)")  # fmt: skip
     node.add_argument("--log-level", default="INFO")
 
     from topgun.bench.run import add_arguments as bench_arguments
@@ -122,6 +132,9 @@ def _config(args: argparse.Namespace) -> NodeConfig:
         forward_writes=args.forward_writes,
         require_token_exp=args.require_token_exp,
         data_dir=args.data_dir,
+        storage=args.storage,
+        dsn=args.dsn,
+        pg_schema=args.pg_schema,
     )
     if args.policies is not None:
         cfg.policies = load_policy_file(args.policies)
@@ -148,7 +161,7 @@ async def _run_node(cfg: NodeConfig) -> int:
         node = ServerNode(cfg)
         await node.start()
     except StorageError as exc:
-        print(f"topgun node: data dir: {exc}", file=sys.stderr)
+        print(f"topgun node: storage: {exc}", file=sys.stderr)
         return 2
     gc.freeze()  # what start-up made (modules, config) is never walked again
     ready = {

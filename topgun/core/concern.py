@@ -53,7 +53,7 @@ UNMET = "WRITE_CONCERN_UNMET"
 The op may have been applied at a lower level: resending it is harmless (LWW)."""
 
 PERSISTENCE_UNAVAILABLE = "PERSISTENCE_UNAVAILABLE"
-"""Refusal of a ``PERSISTED`` op by an owner that keeps no data dir: nothing was applied."""
+"""Refusal of a ``PERSISTED`` op by an owner that keeps no store: nothing was applied."""
 
 
 def level_of(name: str | None) -> Level | None:

@@ -33,7 +33,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import tempfile
@@ -52,6 +51,7 @@ from topgun.harness.cluster import (
     ClusterSettings,
 )
 from topgun.harness.inspection import Inspector, RustAdminInspector
+from topgun.harness.ports import free_port
 from topgun.harness.waiting import eventually
 from topgun.server.auth import make_token
 
@@ -120,14 +120,6 @@ def _make_executable(path: Path) -> None:
         path.chmod(wanted)
     if not os.access(path, os.X_OK):
         raise PermissionError(f"{path} is not executable by this user")
-
-
-def _free_port() -> int:
-    """A port free right now, for a cluster port: the server could choose one, but it never
-    says which (peers and restarts need it, the founder's own seed list too)."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 # --- one run of the binary ---------------------------------------------------------------
@@ -295,7 +287,7 @@ class RustCluster(ClusterController):
             node = self.nodes[node_id] = _Node(work_dir, self.root / f"{node_id}.log")
         deadline = self._deadline or time.monotonic() + FORM_TIMEOUT_S
         others = [n for n in self.live_nodes() if n != node_id]
-        client_port, cluster_port = ports[0], ports[1] or _free_port()
+        client_port, cluster_port = ports[0], ports[1] or free_port()
         for attempt in range(1, MAX_LAUNCHES + 1):
             if time.monotonic() >= deadline:
                 break
@@ -308,7 +300,7 @@ class RustCluster(ClusterController):
                 if ports[1]:
                     raise
                 log.info("%s; %s tries another cluster port", exc, node_id)
-                cluster_port = _free_port()
+                cluster_port = free_port()
                 continue
             except BaseException:
                 launch.stop(graceful=False)

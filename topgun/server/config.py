@@ -10,6 +10,7 @@ from topgun.core.policy import PolicySet
 
 DEV_SECRET = "topgun-secret-dev"
 """The reference's development secret; used only when ``dev`` is set."""
+STORAGE_KINDS = ("memory", "lmdb", "postgres")
 
 
 def wall_clock_ms() -> int:
@@ -76,7 +77,22 @@ class NodeConfig:
     """Keep every held copy (owned and backup) on disk under ``DATA_DIR/<node id>`` and load
     it on start (:mod:`topgun.server.storage`); None: in memory only, and ``PERSISTED``
     writes are refused."""
+    storage: str | None = None
+    """Where held copies are kept: ``memory``, ``lmdb`` (needs :attr:`data_dir`) or
+    ``postgres`` (needs :attr:`dsn`); None: ``lmdb`` with a data dir, ``postgres`` with a
+    DSN, else ``memory``."""
+    dsn: str | None = field(default=None, repr=False)
+    """The PostgreSQL connection string (libpq ``key=value`` or a ``postgresql://`` URI)."""
+    pg_schema: str | None = None
+    """The PostgreSQL schema of this node's tables; None: ``topgun_<node id>``."""
     clock_ms: Callable[[], int] = wall_clock_ms
+
+    @property
+    def storage_kind(self) -> str:
+        """``memory``, ``lmdb`` or ``postgres``: :attr:`storage`, or what the options imply."""
+        if self.storage is not None:
+            return self.storage
+        return "postgres" if self.dsn else "lmdb" if self.data_dir else "memory"
 
     @property
     def lease_s(self) -> float:
@@ -119,4 +135,21 @@ class NodeConfig:
             raise ValueError("auth_timeout_s and handshake_timeout_s must be > 0")
         if self.max_unauthenticated < 1 or self.max_unauthenticated_bytes < 1024:
             raise ValueError("need max_unauthenticated >= 1 and max_unauthenticated_bytes >= 1024")
+        self._validate_storage()
         self.resolved_secrets()
+
+    def _validate_storage(self) -> None:
+        kind = self.storage_kind
+        if kind not in STORAGE_KINDS:
+            raise ValueError(f"storage must be one of {', '.join(STORAGE_KINDS)}, not {kind!r}")
+        needs = {"lmdb": ("data dir (--data-dir)", self.data_dir),
+                 "postgres": ("DSN (--dsn)", self.dsn)}  # fmt: skip
+        for other, (what, given) in needs.items():
+            if kind == other and given is None:
+                raise ValueError(f"storage {other} needs a {what}")
+            if kind != other and given is not None:
+                raise ValueError(f"a {what} is for storage {other}, not {kind}")
+        if self.pg_schema is not None and kind != "postgres":
+            raise ValueError(
+                f"a PostgreSQL schema (--pg-schema) is for storage postgres, not {kind}"
+            )

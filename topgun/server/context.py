@@ -16,7 +16,7 @@ from topgun.core.hlc import HLC
 from topgun.server.config import NodeConfig
 from topgun.server.logutil import NodeLogger, node_logger
 from topgun.server.metrics import NodeMetrics
-from topgun.server.storage import DurableStore, Engine, GroupCommit
+from topgun.server.storage import DurableStore, GroupCommit, open_engine
 from topgun.server.store import PartitionStore
 
 SERVING = ("running", "leaving")
@@ -30,14 +30,13 @@ class NodeContext:
         self.hlc = HLC(config.node_id, config.clock_ms, max_drift_ms=config.max_drift_ms)
         self.metrics = NodeMetrics(config.node_id)
         self.commit: GroupCommit | None = None
-        """The data dir's group commit; None: the node keeps its copies in memory only."""
+        """The storage engine's group commit; None: the node keeps its copies in memory only."""
         self.store: PartitionStore
-        if config.data_dir is None:
+        engine = open_engine(config)  # a data dir it cannot use stops the node here
+        if engine is None:
             self.store = PartitionStore()
-        else:  # opened (locked, checked) now: a data dir it cannot use stops the node here
-            self.commit = GroupCommit(
-                Engine(config.data_dir, config.node_id), self.log, self.metrics
-            )
+        else:
+            self.commit = GroupCommit(engine, self.log, self.metrics)
             self.store = DurableStore(self.commit)
         self.incarnation = secrets.token_hex(8)
         self.state = "new"  # new → running → leaving → stopped

@@ -83,11 +83,12 @@ class NodeMetrics:
             registry=r,
         )
         self.storage_commits = Counter(
-            "topgun_storage_commits", "Group commits written to the data dir (one fsync each)",
+            "topgun_storage_commits",
+            "Group commits written to the node's store (one fsync or transaction each)",
             registry=r,
         )  # fmt: skip
         self.storage_records = Counter(
-            "topgun_storage_records_written", "Records written to the data dir", registry=r
+            "topgun_storage_records_written", "Records written to the node's store", registry=r
         )
         self.storage_pending = Gauge(
             "topgun_storage_pending_records",
@@ -99,7 +100,8 @@ class NodeMetrics:
             buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0), registry=r,
         )  # fmt: skip
         self.storage_errors = Counter(
-            "topgun_storage_errors", "Failed writes to the data dir (disk full, I/O error)",
+            "topgun_storage_errors",
+            "Failed writes to the node's store (disk full, I/O error, lost database)",
             registry=r,
         )  # fmt: skip
         self.info = Gauge("topgun_node_info", "Node identity", ["node_id"], registry=r)

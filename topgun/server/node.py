@@ -107,9 +107,9 @@ class ServerNode:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Load the data dir (if any), then listen on both ports; joining the cluster
-        proceeds in the background. Raises :class:`StorageError` for a data dir that
-        cannot be used (the message names the file)."""
+        """Load the node's store (a data dir or PostgreSQL, if any), then listen on both
+        ports; joining the cluster proceeds in the background. Raises :class:`StorageError`
+        for a store that cannot be used (the message names the file, or the server)."""
         cfg = self.config
         if self.ctx.commit is not None:
             await self._load()
@@ -145,7 +145,7 @@ class ServerNode:
         self.membership.dial_targets()
 
     async def _load(self) -> None:
-        """Held copies and the last partition table from the data dir, as they were kept.
+        """Held copies and the last partition table from the store, as they were kept.
 
         The table comes back as this node last applied it; it is served only once a
         quorum of its nodes is linked (and newer tables from peers replace it), and no copy
@@ -166,9 +166,9 @@ class ServerNode:
                 self.partitions.restore(unpack(loaded.table))
             except (ProtocolError, TypeError, ValueError) as exc:
                 await commit.close(flush=False)
-                raise StorageError(f"{commit.engine.file}: bad partition table: {exc}") from None
+                raise StorageError(f"{commit.engine.where}: bad partition table: {exc}") from None
         self.log.info(
-            "loaded %d records from %s%s", len(loaded.rows), commit.engine.file,
+            "loaded %d records from %s%s", len(loaded.rows), commit.engine.where,
             " and the last partition table" if loaded.table is not None else "",
         )  # fmt: skip
 

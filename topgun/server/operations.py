@@ -236,8 +236,8 @@ class Operations:
         hlc, store = self.ctx.hlc, self.ctx.store
         if concern.persisted and self.ctx.commit is None:
             refusal = Outcome(
-                False, f"{PERSISTENCE_UNAVAILABLE}: node {me} keeps no data dir "
-                "(start it with --data-dir): nothing was applied",
+                False, f"{PERSISTENCE_UNAVAILABLE}: node {me} keeps no store (start it with "
+                "--data-dir or --storage postgres): nothing was applied",
             )  # fmt: skip
             for i, _ in idx:
                 out[i] = refusal

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import queue
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -25,6 +24,7 @@ from topgun.harness import ClusterSettings, LoopThread
 from topgun.harness.cluster import DEFAULT_SECRET
 from topgun.harness.external import ExternalCluster
 from topgun.harness.inspection import ProtocolInspector, RustAdminInspector
+from topgun.harness.ports import free_port
 from topgun.harness.rust import BINARY, unavailable_reason
 from topgun.harness.security import put_op
 from topgun.harness.wire import WireClient
@@ -35,21 +35,13 @@ READY_TIMEOUT_S = 15.0
 _PORT_LINE = re.compile(r"^PORT=(\d+)$")
 
 
-def _free_port() -> int:
-    """A port for the node's cluster listener, which it must know before it starts (the
-    node names itself as its seed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def founder(tmp_path: Path) -> Iterator[str]:
     """A Rust node that founds a one-node cluster, in its own directory; its client URL."""
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
-    cluster = f"127.0.0.1:{_free_port()}"
+    cluster = f"127.0.0.1:{free_port()}"
     command = [str(BINARY), "--node-id", "rust-1", "--port", "0"]
     command += ["--cluster-port", cluster.rsplit(":", 1)[1], "--seed-nodes", cluster]
     proc = subprocess.Popen(

@@ -23,7 +23,7 @@ from topgun.core.records import LWWRecord
 
 PERSISTED = WriteConcern(Level.PERSISTED)
 UNMET = "WRITE_CONCERN_UNMET: requested PERSISTED, reached REPLICATED: backup b is gone"
-UNAVAILABLE = "PERSISTENCE_UNAVAILABLE: node a keeps no data dir (start it with --data-dir)"
+UNAVAILABLE = "PERSISTENCE_UNAVAILABLE: node a keeps no store (start it with --data-dir)"
 
 
 def put(engine: SyncEngine, hlc: HLC, key: str, concern: WriteConcern | None = None) -> int:

@@ -74,7 +74,7 @@ def test_persisted_is_refused_before_applying_by_a_node_without_a_data_dir() -> 
         node = node_with({236: "a"}, {236: ("b",)}, links={"b": b})
         [o] = await node.execute([op(KEY, 1)], concern=Concern(Level.PERSISTED))
         assert not o.ok and o.level == "FIRE_AND_FORGET"
-        assert (o.error or "").startswith(f"{PERSISTENCE_UNAVAILABLE}: node a keeps no data dir")
+        assert (o.error or "").startswith(f"{PERSISTENCE_UNAVAILABLE}: node a keeps no store")
         assert node.store.get("m", KEY) is None and b.requests == []
 
     asyncio.run(scenario())

@@ -1,5 +1,5 @@
-"""Group commit: what the event loop changed goes to disk on a writer thread, one transaction
-(one fsync) per group.
+"""Group commit: what the event loop changed goes to the node's storage engine on a writer
+thread, one transaction (one fsync, or one PostgreSQL commit) per group.
 
 Every record a merge changes is added to the open group at once (a list append on the loop).
 When something waits for the disk (:meth:`GroupCommit.durable`: a ``PERSISTED`` write, a
@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from topgun.server.logutil import NodeLogger
 from topgun.server.metrics import NodeMetrics
-from topgun.server.storage.engine import Batch, Engine, Row, StorageError
+from topgun.server.storage.base import Batch, Row, StorageEngine, StorageError
 
 GROUP_MAX_ROWS = 20_000
 """Records at most in one transaction (a few MB): a commit never runs for long, and the
@@ -42,7 +42,7 @@ FLUSH_WINDOW_S = 0.05
 
 
 class GroupCommit:
-    def __init__(self, engine: Engine, log: NodeLogger, metrics: NodeMetrics) -> None:
+    def __init__(self, engine: StorageEngine, log: NodeLogger, metrics: NodeMetrics) -> None:
         self.engine = engine
         self.new_nodes: Callable[[int], list[str]] = lambda _start: []
         """Node ids the store's packer interned from a given index on (set by the store):
@@ -160,7 +160,11 @@ class GroupCommit:
 
     def _fail(self, exc: BaseException, waiter: asyncio.Future[None] | None) -> None:
         if self.failure is None:
-            self.failure = StorageError(f"{self.engine.file}: write failed: {exc!r}")
+            self.failure = (
+                exc
+                if isinstance(exc, StorageError)
+                else StorageError(f"{self.engine.where}: write failed: {exc!r}")
+            )
             self.log.error("storage: %s; PERSISTED writes are refused from now on", self.failure)
         self.metrics.storage_errors.inc()
         for fut in (waiter, self._waiter):

@@ -25,62 +25,33 @@ touches the event loop: :mod:`topgun.server.storage.commit` runs it on a writer 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import lmdb
 
-from topgun.core.packed import HEAD_SIZE
+from topgun.server.storage.base import Batch, Loaded, Row, StorageError, check_row, record_key
 
 FORMAT = b"topgun-lmdb-1"
 INITIAL_MAP_BYTES = 1 << 30
 """LMDB reserves address space for the file up front; it doubles when a write fills it."""
-_PID = struct.Struct(">H")
 _LENS = struct.Struct(">HH")
 _INDEX = struct.Struct(">I")
-_INDEX_MASK = 0x3FFF_FFFF  # the node-index bits of a held record's third head word
-_WORD3 = struct.Struct(">I")
 
-Row = tuple[int, str, str, bytes]
-"""(partition, map name, key, held record) as the store holds it."""
-
-
-class StorageError(Exception):
-    """A data dir this node cannot use; the message names the file and what is wrong."""
-
-
-@dataclass(slots=True)
-class Batch:
-    """What one transaction writes."""
-
-    rows: list[Row] = field(default_factory=list)
-    nodes: list[tuple[int, str]] = field(default_factory=list)
-    meta: dict[bytes, bytes] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class Loaded:
-    nodes: list[str]
-    rows: list[Row]
-    table: bytes | None
-
-
-def record_key(pid: int, map_name: str, key: str) -> bytes:
-    digest = hashlib.blake2b(f"{map_name}\0{key}".encode(), digest_size=16).digest()
-    return _PID.pack(pid) + digest
+__all__ = ["Batch", "Engine", "Loaded", "Row", "StorageError", "record_key"]
 
 
 class Engine:
-    """One node's LMDB environment; every method blocks (call it from a writer thread)."""
+    """One node's LMDB environment (a :class:`~topgun.server.storage.base.StorageEngine`);
+    every method blocks (call it from a writer thread)."""
 
     def __init__(self, root: str | os.PathLike[str], node_id: str) -> None:
         self.path = Path(root) / node_id
         self.file = self.path / "data.mdb"
+        self.where = str(self.file)
         self._lock: IO[bytes] | None = None
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -170,20 +141,13 @@ class Engine:
     def _load_rows(self, txn: lmdb.Transaction, node_count: int) -> Iterator[Row]:
         for n, (k, v) in enumerate(txn.cursor(db=self.records)):
             try:
-                (pid,) = _PID.unpack_from(k)
                 map_len, key_len = _LENS.unpack_from(v)
                 start = _LENS.size + map_len + key_len
                 map_name = bytes(v[_LENS.size : _LENS.size + map_len]).decode()
                 key = bytes(v[_LENS.size + map_len : start]).decode()
-                held = bytes(v[start:])
-                (word,) = _WORD3.unpack_from(held, HEAD_SIZE - _WORD3.size)
-                if len(held) <= HEAD_SIZE or (word & _INDEX_MASK) >= node_count:
-                    raise ValueError("record head out of range")
-                if len(k) != 18 or k != record_key(pid, map_name, key):
-                    raise ValueError("key does not match the record")
+                yield check_row(bytes(k), map_name, key, bytes(v[start:]), node_count)
             except (struct.error, UnicodeDecodeError, ValueError) as exc:
                 raise StorageError(f"{self.file}: record {n} is corrupt ({exc})") from None
-            yield pid, map_name, key, held
 
     def write(self, batch: Batch) -> None:
         """One transaction, committed with fsync; the map grows when the file fills it."""
