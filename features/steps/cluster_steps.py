@@ -27,12 +27,17 @@ def start_single_node(context):
     context.world.start_cluster(1)
 
 
-@given('the owner of "{key}" has been shut down')
-def owner_has_been_shut_down(context, key):
+def _owner_goes(context, key, how):
     world = context.world
     world.notes["former_owner"] = owner = world.owner_of(key)
     world.notes["partition"] = partition_id(key)
-    world.shutdown(owner)
+    depart = world.shutdown if how == "shut down" else world.kill
+    depart(owner)
+
+
+@given('the owner of "{key}" has been shut down')
+def owner_has_been_shut_down(context, key):
+    _owner_goes(context, key, "shut down")
 
 
 @given("the node has been shut down")
@@ -137,10 +142,7 @@ def owner_of_that_key_holds(context, value, map_name):
 
 @when('the owner of "{key}" is killed')
 def owner_killed(context, key):
-    world = context.world
-    world.notes["former_owner"] = owner = world.owner_of(key)
-    world.notes["partition"] = partition_id(key)
-    world.kill(owner)
+    _owner_goes(context, key, "killed")
 
 
 @then(

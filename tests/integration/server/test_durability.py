@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from topgun.harness.cluster import ClusterSettings, ProcessCluster
-from topgun.harness.waiting import wait_until
+from topgun.harness.waiting import eventually, wait_until
 from topgun.harness.wire import WireClient
 
 pytestmark = pytest.mark.timeout(240)
@@ -64,53 +64,61 @@ def safe_everywhere(cluster: ProcessCluster) -> bool:
     return all(cluster.routes.http.json(n, "/health").get("safe") for n in cluster.live_nodes())
 
 
+def kill_all_at_once_and_restart(cluster: ProcessCluster, wanted_acks: int) -> None:
+    """Writers at PERSISTED on every node of ``cluster`` until ``wanted_acks`` are acknowledged,
+    SIGKILL of every node at once (writes in flight), a restart at the same addresses, and
+    every acknowledged record read back once the cluster says it is safe."""
+    nodes = cluster.start(3)
+    cluster.wait_until_formed(30)
+    token = cluster.token()
+    acked: dict[str, Any] = {}
+
+    async def load_then_kill() -> None:
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(writer(cluster.client_url(n), token, f"w{i}", acked, stop))
+            for i, n in enumerate(nodes)
+        ]
+        await wait_until(lambda: len(acked) >= wanted_acks or any(t.done() for t in tasks),
+                         120, f"{wanted_acks} writes acknowledged at PERSISTED")  # fmt: skip
+        for n in nodes:  # every node at once, writes in flight
+            cluster.procs[n].popen.kill()
+        stop.set()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(load_then_kill())
+    assert len(acked) >= wanted_acks
+    for n in nodes:
+        cluster.kill(n)  # reaps the process
+    for n in nodes:
+        cluster.restart(n, same_address=True)
+    cluster.wait_until_formed(60)
+
+    def all_safe() -> None:
+        assert safe_everywhere(cluster), "a node does not say safe yet"
+
+    eventually(all_safe, 90, "every restarted node saying safe")
+
+    async def read_back() -> dict[str, Any]:
+        client = await WireClient.open(cluster.client_url(nodes[0]), token)
+        try:
+            return await client.walk(MAP)
+        finally:
+            await client.close()
+
+    held = asyncio.run(read_back())
+    lost = sorted(k for k in acked if k not in held)
+    wrong = sorted(k for k in acked if k in held and held[k]["value"] != acked[k])
+    assert (len(lost), len(wrong)) == (0, 0), (
+        f"{len(acked)} acked at PERSISTED: {len(lost)} lost (e.g. {lost[:5]}), "
+        f"{len(wrong)} with another value (e.g. {wrong[:5]})"
+    )
+
+
 def test_sigkill_of_every_node_loses_no_persisted_write(tmp_path: Path) -> None:
     cluster = ProcessCluster(ClusterSettings(node_options={"data_dir": str(tmp_path)}))
     try:
-        nodes = cluster.start(3)
-        cluster.wait_until_formed(30)
-        token = cluster.token()
-        acked: dict[str, Any] = {}
-
-        async def load_then_kill() -> None:
-            stop = asyncio.Event()
-            tasks = [
-                asyncio.create_task(writer(cluster.client_url(n), token, f"w{i}", acked, stop))
-                for i, n in enumerate(nodes)
-            ]
-            await wait_until(lambda: len(acked) >= WANTED_ACKS or any(t.done() for t in tasks),
-                             120, f"{WANTED_ACKS} writes acknowledged at PERSISTED")  # fmt: skip
-            for n in nodes:  # every node at once, writes in flight
-                cluster.procs[n].popen.kill()
-            stop.set()
-            await asyncio.gather(*tasks)
-
-        asyncio.run(load_then_kill())
-        assert len(acked) >= WANTED_ACKS
-        for n in nodes:
-            cluster.kill(n)  # reaps the process
-        for n in nodes:
-            cluster.restart(n, same_address=True)
-        cluster.wait_until_formed(60)
-        deadline = time.monotonic() + 90
-        while not safe_everywhere(cluster):
-            assert time.monotonic() < deadline, "the restarted cluster never said safe"
-            time.sleep(0.2)
-
-        async def read_back() -> dict[str, Any]:
-            client = await WireClient.open(cluster.client_url(nodes[0]), token)
-            try:
-                return await client.walk(MAP)
-            finally:
-                await client.close()
-
-        held = asyncio.run(read_back())
-        lost = sorted(k for k in acked if k not in held)
-        wrong = sorted(k for k in acked if k in held and held[k]["value"] != acked[k])
-        assert (len(lost), len(wrong)) == (0, 0), (
-            f"{len(acked)} acked at PERSISTED: {len(lost)} lost (e.g. {lost[:5]}), "
-            f"{len(wrong)} with another value (e.g. {wrong[:5]})"
-        )
+        kill_all_at_once_and_restart(cluster, WANTED_ACKS)
     finally:
         cluster.close()
 

@@ -9,19 +9,17 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
-from test_durability import MAP, record, safe_everywhere, writer
+from test_durability import MAP, kill_all_at_once_and_restart, record
 
 from topgun.core.packed import RecordPacker
 from topgun.harness.cluster import ClusterSettings, ProcessCluster
 from topgun.harness.ports import free_port
 from topgun.harness.postgres import PostgresServer
-from topgun.harness.waiting import wait_until
 from topgun.harness.wire import WireClient
 
 pytestmark = pytest.mark.timeout(240)
@@ -83,50 +81,7 @@ def test_a_cluster_killed_at_once_restarts_from_postgres_losing_nothing(
 ) -> None:
     cluster = postgres_cluster(postgres.new_database())  # three schemas in one database
     try:
-        nodes = cluster.start(3)
-        cluster.wait_until_formed(30)
-        token = cluster.token()
-        acked: dict[str, Any] = {}
-
-        async def load_then_kill() -> None:
-            stop = asyncio.Event()
-            tasks = [
-                asyncio.create_task(writer(cluster.client_url(n), token, f"w{i}", acked, stop))
-                for i, n in enumerate(nodes)
-            ]
-            await wait_until(lambda: len(acked) >= WANTED_ACKS or any(t.done() for t in tasks),
-                             120, f"{WANTED_ACKS} writes acknowledged at PERSISTED")  # fmt: skip
-            for n in nodes:  # every node at once, writes in flight
-                cluster.procs[n].popen.kill()
-            stop.set()
-            await asyncio.gather(*tasks)
-
-        asyncio.run(load_then_kill())
-        assert len(acked) >= WANTED_ACKS
-        for n in nodes:
-            cluster.kill(n)  # reaps the process
-        for n in nodes:
-            cluster.restart(n, same_address=True)
-        cluster.wait_until_formed(60)
-        deadline = time.monotonic() + 90
-        while not safe_everywhere(cluster):
-            assert time.monotonic() < deadline, "the restarted cluster never said safe"
-            time.sleep(0.2)
-
-        async def read_back() -> dict[str, Any]:
-            client = await WireClient.open(cluster.client_url(nodes[0]), token)
-            try:
-                return await client.walk(MAP)
-            finally:
-                await client.close()
-
-        held = asyncio.run(read_back())
-        lost = sorted(k for k in acked if k not in held)
-        wrong = sorted(k for k in acked if k in held and held[k]["value"] != acked[k])
-        assert (len(lost), len(wrong)) == (0, 0), (
-            f"{len(acked)} acked at PERSISTED: {len(lost)} lost (e.g. {lost[:5]}), "
-            f"{len(wrong)} with another value (e.g. {wrong[:5]})"
-        )
+        kill_all_at_once_and_restart(cluster, WANTED_ACKS)
     finally:
         cluster.close()
 
