@@ -78,6 +78,18 @@ def _parser() -> argparse.ArgumentParser:
     node.add_argument("--pg-schema", default=None, metavar="NAME",
                       help="this node's PostgreSQL schema (default topgun_<node-id>; "
                       "nodes sharing a database need distinct ones)")  # fmt: skip
+    tls = node.add_argument_group("TLS (none: both ports in plain text, for development)")
+    tls.add_argument("--tls-cert", default=None, metavar="FILE",
+                     help="client port certificate (PEM): serve wss:// and HTTPS")  # fmt: skip
+    tls.add_argument("--tls-key", default=None, metavar="FILE", help="its private key (PEM)")
+    tls.add_argument("--tls-client-ca", default=None, metavar="FILE",
+                     help="require client certificates signed by this CA")  # fmt: skip
+    tls.add_argument("--cluster-tls-cert", default=None, metavar="FILE",
+                     help="mutual TLS between nodes: this node's certificate, naming its "
+                     "node id (CN or a DNS SAN)")  # fmt: skip
+    tls.add_argument("--cluster-tls-key", default=None, metavar="FILE")
+    tls.add_argument("--cluster-tls-ca", default=None, metavar="FILE",
+                     help="the cluster CA: peers need a certificate it signed")  # fmt: skip
     node.add_argument("--log-level", default="INFO")
 
     from topgun.bench.run import add_arguments as bench_arguments
@@ -135,6 +147,12 @@ def _config(args: argparse.Namespace) -> NodeConfig:
         storage=args.storage,
         dsn=args.dsn,
         pg_schema=args.pg_schema,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        cluster_tls_cert=args.cluster_tls_cert,
+        cluster_tls_key=args.cluster_tls_key,
+        cluster_tls_ca=args.cluster_tls_ca,
     )
     if args.policies is not None:
         cfg.policies = load_policy_file(args.policies)

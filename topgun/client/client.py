@@ -539,6 +539,7 @@ class TopGunClient:
             liveness_timeout_s=cfg.liveness_timeout_s,
             reconnect_base_s=cfg.reconnect_base_s,
             reconnect_max_s=cfg.reconnect_max_s,
+            ssl=cfg.ssl,
         )
         self._conns[conn_id] = conn
         conn.start()

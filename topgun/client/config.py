@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from ssl import SSLContext, SSLError, create_default_context
 
 from topgun.client.errors import ConfigError
 from topgun.client.write_concern import WriteConcern, WriteConcernLike
@@ -40,6 +41,12 @@ class ClusterConfig:
     otherwise: a level name (``"PERSISTED"``) or a
     :class:`~topgun.client.write_concern.WriteConcern` with a timeout; None leaves the
     server's default."""
+    ssl: SSLContext | None = None
+    """How ``wss://`` seeds and nodes are verified (and, for a node that asks, which client
+    certificate is presented); None: against :attr:`ca_file`, else the system's CAs. Host
+    names are checked unless the context says otherwise."""
+    ca_file: str | None = None
+    """A CA certificate (PEM) to verify ``wss://`` nodes with, instead of the system's."""
 
     def __post_init__(self) -> None:
         if isinstance(self.seeds, str):
@@ -60,4 +67,11 @@ class ClusterConfig:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
         object.__setattr__(self, "seeds", list(self.seeds))
+        if self.ca_file is not None:
+            if self.ssl is not None:
+                raise ConfigError("give either ssl or ca_file, not both")
+            try:
+                object.__setattr__(self, "ssl", create_default_context(cafile=self.ca_file))
+            except (OSError, SSLError) as exc:
+                raise ConfigError(f"ca_file {self.ca_file}: {exc}") from None
         object.__setattr__(self, "write_concern", WriteConcern.of(self.write_concern))

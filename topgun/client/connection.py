@@ -22,6 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from ssl import SSLContext, create_default_context
 from typing import Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -63,6 +64,7 @@ class NodeConnection:
         liveness_timeout_s: float = 15.0,
         reconnect_base_s: float = 0.25,
         reconnect_max_s: float = 30.0,
+        ssl: SSLContext | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.id = conn_id
@@ -75,6 +77,8 @@ class NodeConnection:
         self.reconnect_base_s = reconnect_base_s
         self.reconnect_max_s = reconnect_max_s
         self._clock = clock
+        self._ssl = (ssl or create_default_context()) if url.startswith("wss://") else None
+        """``wss://`` only: the given context, else the system's CAs; ``ws://`` takes none."""
         self.sm = ConnectionStateMachine()
         self.last_seen: float | None = None
         self.latency_ms: float | None = None
@@ -204,6 +208,7 @@ class NodeConnection:
             ws = await asyncio.wait_for(
                 connect(
                     self.url,
+                    ssl=self._ssl,
                     open_timeout=None,
                     ping_interval=None,
                     close_timeout=1.0,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from topgun.core.policy import PolicySet
+from topgun.server.tls import NodeTls
 
 DEV_SECRET = "topgun-secret-dev"
 """The reference's development secret; used only when ``dev`` is set."""
@@ -85,7 +86,27 @@ class NodeConfig:
     """The PostgreSQL connection string (libpq ``key=value`` or a ``postgresql://`` URI)."""
     pg_schema: str | None = None
     """The PostgreSQL schema of this node's tables; None: ``topgun_<node id>``."""
+    tls_cert: str | None = None
+    """The client port's certificate (PEM, chain included): ``wss://`` and HTTPS
+    (:mod:`topgun.server.tls`); with :attr:`tls_key`. None: plain ``ws://`` and HTTP."""
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    """Require client certificates signed by this CA (PEM) on the client port."""
+    cluster_tls_cert: str | None = None
+    """Mutual TLS between nodes: this node's certificate, whose CN or a DNS SAN is its node
+    id; with :attr:`cluster_tls_key` and :attr:`cluster_tls_ca`. None: plain peer links."""
+    cluster_tls_key: str | None = None
+    cluster_tls_ca: str | None = None
+    """The cluster CA: every peer's certificate must be signed by it."""
     clock_ms: Callable[[], int] = wall_clock_ms
+    _tls: NodeTls | None = field(default=None, init=False, repr=False, compare=False)
+
+    def node_tls(self) -> NodeTls:
+        """The TLS contexts of both ports, loaded on first use; raises ValueError naming an
+        option or file that cannot be used."""
+        if self._tls is None:
+            self._tls = NodeTls.load(self)
+        return self._tls
 
     @property
     def storage_kind(self) -> str:
@@ -137,6 +158,7 @@ class NodeConfig:
             raise ValueError("need max_unauthenticated >= 1 and max_unauthenticated_bytes >= 1024")
         self._validate_storage()
         self.resolved_secrets()
+        self.node_tls()
 
     def _validate_storage(self) -> None:
         kind = self.storage_kind

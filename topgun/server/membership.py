@@ -127,8 +127,9 @@ class Membership:
 
     async def _dial(self, addr: str) -> None:
         try:
+            tls = self.ctx.config.node_tls()
             ws = await connect(
-                f"ws://{addr}", compression=None, ping_interval=None,
+                tls.peer_url(addr), ssl=tls.cluster_dial, compression=None, ping_interval=None,
                 max_size=self.max_frame_bytes(),
                 open_timeout=self.ctx.config.failure_timeout_s,
             )  # fmt: skip

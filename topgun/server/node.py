@@ -113,20 +113,23 @@ class ServerNode:
         cfg = self.config
         if self.ctx.commit is not None:
             await self._load()
+        tls = cfg.node_tls()
         self._cluster_server = await serve(
             self.membership.on_peer_socket, cfg.host, cfg.cluster_port,
             compression=None, ping_interval=None, max_size=self.membership.max_frame_bytes(),
+            **tls.cluster_listen,
         )  # fmt: skip
         routes = HttpRoutes(self)
         self._client_server = await serve(
             self._on_client_socket, cfg.host, cfg.port,
             compression=None, ping_interval=None, max_size=cfg.max_frame_bytes,
             process_request=routes.process_request, open_timeout=cfg.handshake_timeout_s,
+            **tls.client_listen,
         )  # fmt: skip
         cport = self._cluster_server.sockets[0].getsockname()[1]
         port = self._client_server.sockets[0].getsockname()[1]
         self.cluster_address = f"{cfg.host}:{cport}"
-        self.client_url = cfg.advertise_url or f"ws://{cfg.host}:{port}"
+        self.client_url = cfg.advertise_url or f"{tls.client_scheme}://{cfg.host}:{port}"
         self.membership.me = Member(
             self.node_id, self.cluster_address, self.client_url, self.incarnation
         )
@@ -136,6 +139,8 @@ class ServerNode:
         )
         self.metrics.members.set(1)
         self.log.info("listening: client %s, cluster %s", self.client_url, self.cluster_address)
+        if plain := tls.plain_text_warning():
+            self.log.warning("%s", plain)
         weak = short_secret_warning(self._jwt_secret)
         if weak and not cfg.dev:
             self.log.warning("%s", weak)

@@ -9,6 +9,10 @@ Handshake (both sides prove they know the cluster secret, nothing secret is sent
    ``mac = HMAC(secret, "welcome|" + initiator nonce + "|" + nodeId)``
    or ``{t: REFUSED, reason}`` and a close with 4003.
 
+Over mutual TLS (:mod:`topgun.server.tls`) each side also checks that the node id the other
+names is one of the names of the certificate it presented (CN or a DNS SAN): a stolen
+cluster secret without that node's key opens no link.
+
 After it, messages are one-way (``send``) or requests (``request`` puts an ``id``; the answer
 carries ``re`` with that id). A request whose link dies fails with :class:`PeerGone`.
 """
@@ -31,6 +35,7 @@ from websockets.exceptions import ConnectionClosed
 
 from topgun.core.codec import pack, unpack
 from topgun.core.errors import ProtocolError
+from topgun.server.tls import certificate_names
 
 HANDSHAKE_TIMEOUT_S = 5.0
 CLOSE_REFUSED = 4003
@@ -135,6 +140,8 @@ class PeerLink:
                 expected = mac(secret, "welcome", nonce_c, remote.node_id)
                 if not hmac.compare_digest(str(reply.get("mac")), expected):
                     raise HandshakeError("acceptor does not know the cluster secret")
+                if not self.certified(remote.node_id):
+                    raise HandshakeError(f"acceptor's certificate does not name {remote.node_id}")
                 peer_extra = reply.get("extra")
             else:
                 nonce_a = secrets.token_hex(16)
@@ -147,6 +154,9 @@ class PeerLink:
                 if not hmac.compare_digest(str(hello.get("mac")), expected):
                     await self.refuse("bad cluster credentials")
                     raise HandshakeError("initiator does not know the cluster secret")
+                if not self.certified(remote.node_id):
+                    await self.refuse("node id not named by its certificate")
+                    raise HandshakeError(f"initiator's certificate does not name {remote.node_id}")
                 if remote.node_id == me.node_id:
                     await self.refuse("same node id")
                     raise HandshakeError("peer has our own node id")
@@ -162,6 +172,13 @@ class PeerLink:
         self.remote_extra = peer_extra if isinstance(peer_extra, dict) else {}
         self.last_recv = time.monotonic()
         return remote
+
+    def certified(self, node_id: str) -> bool:
+        """Whether ``node_id`` is a name of the peer's certificate; True on a plain link."""
+        transport = self.ws.transport
+        if transport.get_extra_info("ssl_object") is None:
+            return True
+        return node_id in certificate_names(transport.get_extra_info("peercert"))
 
     async def refuse(self, reason: str) -> None:
         with contextlib.suppress(Exception):
